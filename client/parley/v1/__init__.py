@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC stubs for the parley.v1 contract (make protos)."""

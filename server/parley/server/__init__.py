@@ -1,0 +1,1 @@
+"""The Parley server: dialogue engine, agents, stores and the gRPC api."""

@@ -1,0 +1,1 @@
+"""Agent backends: the `Agent` protocol, one module per kind, and the profile registry."""

@@ -1,0 +1,1 @@
+"""The gRPC surface: servicers, proto <-> engine mapping, validation and error mapping."""

@@ -1,0 +1,182 @@
+"""The parley.v1.DialogueService servicer: thin handlers over the engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import grpc
+from parley.server.api import mapping
+from parley.server.api.errors import streaming, unary
+from parley.server.engine import events
+from parley.server.engine.engine import Engine
+from parley.server.engine.session import Session
+from parley.server.engine.validation import Violations
+from parley.v1 import dialogue_pb2 as pb
+from parley.v1 import dialogue_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+DEFAULT_DIALOGUE_PAGE = 50
+DEFAULT_MESSAGE_PAGE = 100
+
+
+class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @unary
+    async def CreateDialogue(
+        self, request: pb.CreateDialogueRequest, context: Context
+    ) -> pb.Dialogue:
+        out = Violations()
+        dialogue = mapping.dialogue_from_proto(
+            request.dialogue, request.dialogue_id, "dialogue", out
+        )
+        out.raise_if_any()
+        return mapping.dialogue_to_proto(await self._engine.create_dialogue(dialogue))
+
+    @unary
+    async def GetDialogue(self, request: pb.GetDialogueRequest, context: Context) -> pb.Dialogue:
+        dialogue_id = _dialogue_id(request.name, "name")
+        return mapping.dialogue_to_proto(await self._engine.get_dialogue(dialogue_id))
+
+    @unary
+    async def ListDialogues(
+        self, request: pb.ListDialoguesRequest, context: Context
+    ) -> pb.ListDialoguesResponse:
+        out = Violations()
+        limit = mapping.page_size(
+            request.page_size,
+            DEFAULT_DIALOGUE_PAGE,
+            self._engine.limits.max_page_size,
+            "page_size",
+            out,
+        )
+        after = mapping.decode_page_token(request.page_token, "after_id", str, "page_token", out)
+        out.raise_if_any()
+        # One extra row tells whether another page exists without a count query.
+        found = await self._engine.list_dialogues(after_id=after or "", page_size=limit + 1)
+        page = found[:limit]
+        token = mapping.encode_page_token(after_id=page[-1].id) if len(found) > limit else ""
+        return pb.ListDialoguesResponse(
+            dialogues=[mapping.dialogue_to_proto(d) for d in page], next_page_token=token
+        )
+
+    @unary
+    async def UpdateDialogue(
+        self, request: pb.UpdateDialogueRequest, context: Context
+    ) -> pb.Dialogue:
+        out = Violations()
+        dialogue_id = mapping.dialogue_id_from_name(request.dialogue.name, "dialogue.name", out)
+        changes = mapping.dialogue_from_proto(request.dialogue, dialogue_id, "dialogue", out)
+        out.raise_if_any()
+        fields = set(request.update_mask.paths)
+        return mapping.dialogue_to_proto(
+            await self._engine.update_dialogue(dialogue_id, changes, fields)
+        )
+
+    @unary
+    async def DeleteDialogue(
+        self, request: pb.DeleteDialogueRequest, context: Context
+    ) -> pb.DeleteDialogueResponse:
+        await self._engine.delete_dialogue(_dialogue_id(request.name, "name"))
+        return pb.DeleteDialogueResponse()
+
+    @unary
+    async def AddParticipant(
+        self, request: pb.AddParticipantRequest, context: Context
+    ) -> pb.Dialogue:
+        out = Violations()
+        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        participant = mapping.participant_from_proto(request.participant, "participant", out)
+        joining = None
+        if request.HasField("joining_strategy"):
+            joining = mapping.joining_from_proto(request.joining_strategy, "joining_strategy", out)
+        out.raise_if_any()
+        return mapping.dialogue_to_proto(
+            await self._engine.add_participant(dialogue_id, participant, joining)
+        )
+
+    @unary
+    async def RemoveParticipant(
+        self, request: pb.RemoveParticipantRequest, context: Context
+    ) -> pb.Dialogue:
+        dialogue_id = _dialogue_id(request.dialogue, "dialogue")
+        return mapping.dialogue_to_proto(
+            await self._engine.remove_participant(dialogue_id, request.participant_name)
+        )
+
+    @streaming
+    async def RunSession(
+        self, request: pb.RunSessionRequest, context: Context
+    ) -> AsyncGenerator[pb.SessionEvent, None]:
+        # Leaving this block for any reason (done, error, client gone) cancels what is
+        # still in flight; completed replies are already stored.
+        async with await self._open_run(request) as session:
+            async for event in session:
+                yield mapping.session_event_to_proto(event)
+
+    @unary
+    async def Run(self, request: pb.RunSessionRequest, context: Context) -> pb.RunResponse:
+        async with await self._open_run(request) as session:
+            return _collect(session.dialogue_id, [event async for event in session])
+
+    async def _open_run(self, request: pb.RunSessionRequest) -> Session:
+        out = Violations()
+        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        run_input = mapping.run_input_from_proto(request, out)
+        out.raise_if_any()
+        return await self._engine.open_run(dialogue_id, run_input)
+
+    @unary
+    async def ListMessages(
+        self, request: pb.ListMessagesRequest, context: Context
+    ) -> pb.ListMessagesResponse:
+        out = Violations()
+        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        limit = mapping.page_size(
+            request.page_size,
+            DEFAULT_MESSAGE_PAGE,
+            self._engine.limits.max_page_size,
+            "page_size",
+            out,
+        )
+        if request.after_seq < 0:
+            out.add("after_seq", "must not be negative")
+        after = mapping.decode_page_token(request.page_token, "after_seq", int, "page_token", out)
+        out.raise_if_any()
+        after_seq = max(request.after_seq, after or 0)
+        found = await self._engine.list_messages(
+            dialogue_id, after_seq=after_seq, page_size=limit + 1
+        )
+        page = found[:limit]
+        token = mapping.encode_page_token(after_seq=page[-1].seq) if len(found) > limit else ""
+        return pb.ListMessagesResponse(
+            messages=[mapping.message_to_proto(m) for m in page], next_page_token=token
+        )
+
+
+def _collect(dialogue_id: str, envelopes: list[events.SessionEvent]) -> pb.RunResponse:
+    response = pb.RunResponse(dialogue=mapping.dialogue_name(dialogue_id))
+    for envelope in envelopes:
+        response.turn = envelope.turn
+        match envelope.event:
+            case events.SessionStarted():
+                response.started.CopyFrom(mapping.started_to_proto(envelope.event))
+            case events.RoutingDecision():
+                response.routing.CopyFrom(mapping.routing_to_proto(envelope.event))
+            case events.TurnCompleted():
+                response.turns.append(mapping.turn_to_proto(envelope.event))
+            case events.TurnFailed():
+                response.failures.append(mapping.turn_failed_to_proto(envelope.event))
+            case events.SessionCompleted():
+                response.completed = True
+    return response
+
+
+def _dialogue_id(name: str, field: str) -> str:
+    out = Violations()
+    dialogue_id = mapping.dialogue_id_from_name(name, field, out)
+    out.raise_if_any()
+    return dialogue_id

@@ -1,0 +1,142 @@
+"""Engine errors -> gRPC statuses with google.rpc details.
+
+Every error carries an ErrorInfo (stable `reason`, domain `parley.dev`); invalid input
+adds a BadRequest with its field violations and limits add a QuotaFailure. Anything
+unexpected becomes INTERNAL with a generic message: exception texts never reach clients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from parley.server.engine import errors
+
+logger = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "parley.dev"
+
+CODES: dict[type[errors.ParleyError], int] = {
+    errors.NotFound: code_pb2.NOT_FOUND,
+    errors.AlreadyExists: code_pb2.ALREADY_EXISTS,
+    errors.InvalidArgument: code_pb2.INVALID_ARGUMENT,
+    errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
+    errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+    errors.Unavailable: code_pb2.UNAVAILABLE,
+}
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _code_for(error: errors.ParleyError) -> int:
+    for cls in type(error).__mro__:
+        if cls in CODES:
+            return int(CODES[cls])
+    return int(code_pb2.INTERNAL)
+
+
+def status_for(error: errors.ParleyError) -> status_pb2.Status:
+    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))]
+    if isinstance(error, errors.InvalidArgument):
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description
+                        )
+                        for v in error.violations
+                    ]
+                )
+            )
+        )
+    elif isinstance(error, errors.ResourceExhausted):
+        details.append(
+            _pack(
+                error_details_pb2.QuotaFailure(
+                    violations=[
+                        error_details_pb2.QuotaFailure.Violation(
+                            subject=error.subject, description=error.message
+                        )
+                    ]
+                )
+            )
+        )
+    return status_pb2.Status(code=_code_for(error), message=error.message, details=details)
+
+
+def internal_status() -> status_pb2.Status:
+    return status_pb2.Status(
+        code=code_pb2.INTERNAL,
+        message="internal error",
+        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN))],
+    )
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2.Status) -> NoReturn:
+    # abort raises, so the RPC (and any tracing interceptor) ends with it.
+    grpc_status = rpc_status.to_status(status)
+    await context.abort(grpc_status.code, grpc_status.details, grpc_status.trailing_metadata)
+    raise AssertionError("unreachable: abort raises")
+
+
+async def abort_for(context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> NoReturn:
+    if isinstance(error, errors.ParleyError):
+        await abort(context, status_for(error))
+    logger.error("unexpected error in an RPC", exc_info=error)
+    await abort(context, internal_status())
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Servicer = TypeVar("Servicer")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def unary(
+    method: Callable[[Servicer, Req, Context], Awaitable[Resp]],
+) -> Callable[[Servicer, Req, Context], Awaitable[Resp]]:
+    """Maps every exception a unary handler raises to a proper status."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Servicer, request: Req, context: Context) -> Resp:
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await abort_for(context, error)
+
+    return wrapper
+
+
+def streaming(
+    method: Callable[[Servicer, Req, Context], AsyncGenerator[Resp, None]],
+) -> Callable[[Servicer, Req, Context], AsyncGenerator[Resp, None]]:
+    """The same for server-streaming handlers, which stay async generators (yield)."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Servicer, request: Req, context: Context) -> AsyncGenerator[Resp, None]:
+        try:
+            # aclosing: when the client goes away, the handler's own cleanup runs now,
+            # not whenever the garbage collector finalises the generator.
+            async with contextlib.aclosing(method(self, request, context)) as items:
+                async for item in items:
+                    yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await abort_for(context, error)
+
+    return wrapper

@@ -1,0 +1,142 @@
+"""Server settings: built-in defaults, then a TOML file, then PARLEY_* environment variables.
+
+The TOML file (named by `--config` or PARLEY_CONFIG) may hold the tables `[server]`,
+`[store]`, `[limits]`, `[auth]`, `[agents.NAME]` and `[telemetry]`. Environment variables
+win over the file. Secrets never live here: agent profiles name the environment
+variable that holds their key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from parley.server.engine.validation import Limits
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+DEFAULT_STORE_URL = "sqlite:///./data/parley.db"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    address: str = DEFAULT_ADDRESS
+    store_url: str = DEFAULT_STORE_URL
+    log_level: str = "info"
+    # "text" for people, "json" for log pipelines.
+    log_format: str = "text"
+    # Seconds in-flight RPCs get to finish after SIGTERM before they are cancelled.
+    grace_period: float = 30.0
+    reflection: bool = True
+    # gRPC's own cap on one message, both directions.
+    max_message_bytes: int = 16 * 1024 * 1024
+    auth_tokens: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    # [agents.NAME] tables as written; agents.config turns them into profiles.
+    agents: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def load_settings(config_path: str | None, env: Mapping[str, str]) -> Settings:
+    path = config_path or env.get("PARLEY_CONFIG")
+    settings = _from_toml(Path(path)) if path else Settings()
+    return _from_env(settings, env)
+
+
+def _from_toml(path: Path) -> Settings:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    known = {"server", "store", "limits", "auth", "agents", "telemetry"}
+    unknown = sorted(set(document) - known)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown tables {unknown} (known: {sorted(known)})")
+    server = _table(document, "server")
+    settings = Settings(
+        address=_get(server, "address", str, DEFAULT_ADDRESS, "server"),
+        log_level=_get(server, "log_level", str, "info", "server"),
+        log_format=_get(server, "log_format", str, "text", "server"),
+        grace_period=float(_get(server, "grace_period", (int, float), 30.0, "server")),
+        reflection=_get(server, "reflection", bool, True, "server"),
+        max_message_bytes=_get(server, "max_message_bytes", int, 16 * 1024 * 1024, "server"),
+        store_url=_get(_table(document, "store"), "url", str, DEFAULT_STORE_URL, "store"),
+        auth_tokens=tuple(_get(_table(document, "auth"), "tokens", list, [], "auth")),
+        limits=_limits(_table(document, "limits")),
+        agents=_table(document, "agents"),
+    )
+    for name, profile in settings.agents.items():
+        if not isinstance(profile, dict):
+            raise ConfigError(f"[agents.{name}] must be a table")
+    return settings
+
+
+def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
+    changes: dict[str, Any] = {}
+    if "PARLEY_ADDRESS" in env:
+        changes["address"] = env["PARLEY_ADDRESS"]
+    if "PARLEY_STORE_URL" in env:
+        changes["store_url"] = env["PARLEY_STORE_URL"]
+    if "PARLEY_LOG_LEVEL" in env:
+        changes["log_level"] = env["PARLEY_LOG_LEVEL"]
+    if "PARLEY_LOG_FORMAT" in env:
+        changes["log_format"] = env["PARLEY_LOG_FORMAT"]
+    if "PARLEY_GRACE_PERIOD" in env:
+        try:
+            changes["grace_period"] = float(env["PARLEY_GRACE_PERIOD"])
+        except ValueError:
+            raise ConfigError("PARLEY_GRACE_PERIOD must be a number of seconds") from None
+    if env.get("PARLEY_AUTH_TOKENS"):
+        changes["auth_tokens"] = tuple(
+            token.strip() for token in env["PARLEY_AUTH_TOKENS"].split(",") if token.strip()
+        )
+    settings = replace(settings, **changes)
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(
+            f"log level {settings.log_level!r} is not one of debug/info/warning/error"
+        )
+    if settings.log_format not in {"text", "json"}:
+        raise ConfigError(f"log format {settings.log_format!r} is not 'text' or 'json'")
+    if settings.grace_period < 0:
+        raise ConfigError("grace_period must not be negative")
+    host, _, port = settings.address.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"address {settings.address!r} must be HOST:PORT")
+
+
+def _table(document: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = document.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return value
+
+
+def _get(table: Mapping[str, Any], key: str, kind: Any, default: Any, where: str) -> Any:
+    value = table.get(key, default)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"[{where}] {key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _limits(table: Mapping[str, Any]) -> Limits:
+    known = {f.name for f in fields(Limits)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"[limits] unknown settings {unknown} (known: {sorted(known)})")
+    values = {name: _get(table, name, int, 0, "limits") for name in table}
+    for name, value in values.items():
+        if value <= 0:
+            raise ConfigError(f"[limits] {name} must be positive")
+    return Limits(**values)

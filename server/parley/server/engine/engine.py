@@ -1,0 +1,242 @@
+"""The engine's front door: dialogue management and opening runs.
+
+The api layer calls these methods with model values and maps the results and the
+`parley.server.engine.errors` it raises; benchmarks and tests call them in-process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from parley.server.agents.registry import AgentRegistry
+from parley.server.engine.errors import InvalidArgument, ResourceExhausted
+from parley.server.engine.model import (
+    Attachment,
+    Broadcast,
+    Dialogue,
+    InputMessage,
+    JoiningStrategy,
+    Message,
+    MessageDraft,
+    MessageType,
+    Origin,
+    Participant,
+    Speaker,
+    SpeakerKind,
+    utcnow,
+)
+from parley.server.engine.reaction import should_react
+from parley.server.engine.session import LEASE_TTL_S, Session, plan_for
+from parley.server.engine.validation import (
+    Limits,
+    Violations,
+    check_broadcast,
+    check_dialogue,
+    check_dialogue_id,
+    check_participant,
+    check_run_input,
+)
+from parley.server.store.protocol import Store
+
+UPDATABLE_FIELDS = frozenset({"display_name", "execution_model", "context", "reaction_strategy"})
+DEFAULT_USER_NAME = "User"
+
+
+@dataclass(frozen=True, slots=True)
+class RunInput:
+    """A run's input as the client sent it: messages first, then the text prompt."""
+
+    text: str = ""
+    messages: Sequence[InputMessage] = ()
+    attachments: Sequence[Attachment] = ()
+    # The speaker of `text`; None means the System speaker.
+    speaker: Speaker | None = None
+    broadcast_override: Broadcast | None = None
+
+
+def normalize_speaker(speaker: Speaker) -> Speaker:
+    """The system speaker is always `System`; an unnamed user is `User`."""
+    if speaker.kind is SpeakerKind.SYSTEM:
+        return Speaker.system()
+    if speaker.kind is SpeakerKind.USER and not speaker.name:
+        return dataclasses.replace(speaker, name=DEFAULT_USER_NAME)
+    return speaker
+
+
+class Engine:
+    def __init__(
+        self, store: Store, agents: AgentRegistry, limits: Limits | None = None, *, owner: str = ""
+    ) -> None:
+        self.store = store
+        self.agents = agents
+        self.limits = limits or Limits()
+        # Identifies this process as the holder of run leases.
+        self.owner = owner or f"parley-{secrets.token_hex(4)}"
+
+    # --- dialogues -------------------------------------------------------------------
+
+    async def create_dialogue(self, dialogue: Dialogue) -> Dialogue:
+        out = Violations()
+        if dialogue.id:
+            check_dialogue_id(dialogue.id, "dialogue_id", out)
+        check_dialogue(dialogue, "dialogue", self.agents, self.limits, out)
+        out.raise_if_any()
+        now = utcnow()
+        dialogue = dataclasses.replace(
+            dialogue,
+            id=dialogue.id or f"d-{secrets.token_hex(8)}",
+            participants=tuple(dataclasses.replace(p, cursor=0) for p in dialogue.participants),
+            latest_turn=0,
+            message_count=0,
+            create_time=now,
+            update_time=now,
+        )
+        if not dialogue.display_name:
+            dialogue = dataclasses.replace(dialogue, display_name=dialogue.id)
+        return await self.store.create_dialogue(dialogue)
+
+    async def get_dialogue(self, dialogue_id: str) -> Dialogue:
+        return await self.store.get_dialogue(dialogue_id)
+
+    async def list_dialogues(self, *, after_id: str, page_size: int) -> list[Dialogue]:
+        return await self.store.list_dialogues(after_id=after_id, limit=page_size)
+
+    async def update_dialogue(
+        self, dialogue_id: str, changes: Dialogue, fields: set[str]
+    ) -> Dialogue:
+        """Copies `fields` of `changes` onto the stored dialogue, then validates it."""
+        unknown = sorted(fields - UPDATABLE_FIELDS)
+        if not fields or unknown:
+            raise InvalidArgument.single(
+                "update_mask",
+                f"name fields to change among {sorted(UPDATABLE_FIELDS)}"
+                + (f"; cannot change {unknown}" if unknown else ""),
+            )
+        current = await self.store.get_dialogue(dialogue_id)
+        updated = dataclasses.replace(
+            current, **{name: getattr(changes, name) for name in fields}, update_time=utcnow()
+        )
+        if "display_name" in fields and not updated.display_name:
+            updated = dataclasses.replace(updated, display_name=dialogue_id)
+        out = Violations()
+        check_dialogue(updated, "dialogue", self.agents, self.limits, out)
+        out.raise_if_any()
+        return await self.store.update_dialogue(updated)
+
+    async def delete_dialogue(self, dialogue_id: str) -> None:
+        await self.store.delete_dialogue(dialogue_id)
+
+    async def add_participant(
+        self, dialogue_id: str, participant: Participant, joining: JoiningStrategy | None
+    ) -> Dialogue:
+        joining = joining or participant.joining_strategy
+        participant = dataclasses.replace(
+            participant,
+            joining_strategy=joining,
+            # A joiner in progress has no cursor until its first reply; anyone else
+            # starts at the beginning of the log, like a founding member.
+            cursor=None if joining is not None else 0,
+        )
+        out = Violations()
+        check_participant(participant, "participant", self.agents, out)
+        out.raise_if_any()
+        current = await self.store.get_dialogue(dialogue_id)
+        if len(current.participants) >= self.limits.max_participants:
+            raise ResourceExhausted(
+                f"a dialogue may have at most {self.limits.max_participants} participants",
+                subject="participants_per_dialogue",
+                reason="TOO_MANY_PARTICIPANTS",
+            )
+        return await self.store.add_participant(dialogue_id, participant)
+
+    async def remove_participant(self, dialogue_id: str, name: str) -> Dialogue:
+        return await self.store.remove_participant(dialogue_id, name)
+
+    async def list_messages(
+        self, dialogue_id: str, *, after_seq: int, page_size: int
+    ) -> list[Message]:
+        await self.store.get_dialogue(dialogue_id)  # NOT_FOUND for unknown dialogues
+        return await self.store.read_messages(dialogue_id, after_seq=after_seq, limit=page_size)
+
+    # --- runs ------------------------------------------------------------------------
+
+    async def open_run(self, dialogue_id: str, run_input: RunInput) -> Session:
+        """Validates the input, takes the run lease, stores the input, plans the run.
+
+        Every request problem is raised here, before anything is stored or any agent is
+        called; use the returned session as an async context manager.
+        """
+        inputs = self._input_drafts(run_input)
+        out = Violations()
+        check_run_input(run_input.messages, run_input.text, run_input.attachments, self.limits, out)
+        dialogue = await self.store.get_dialogue(dialogue_id)
+        self._check_override(dialogue, run_input.broadcast_override, out)
+        out.raise_if_any()
+
+        lease = await self.store.begin_run(dialogue_id, owner=self.owner, ttl=LEASE_TTL_S)
+        try:
+            # Reload under the lease: participants may have changed since the check.
+            dialogue = await self.store.get_dialogue(dialogue_id)
+            out = Violations()
+            self._check_override(dialogue, run_input.broadcast_override, out)
+            out.raise_if_any()
+            drafts = [dataclasses.replace(d, turn=lease.turn) for d in inputs]
+            stored = await self.store.append(lease, drafts)
+        except BaseException:
+            await self.store.end_run(lease)
+            raise
+        dialogue = dataclasses.replace(
+            dialogue, latest_turn=lease.turn, message_count=stored[-1].seq
+        )
+        plan = None
+        if should_react(dialogue.reaction_strategy, drafts):
+            model = dialogue.execution_model
+            if run_input.broadcast_override is not None and isinstance(model, Broadcast):
+                model = run_input.broadcast_override
+            plan = plan_for(dialogue, model)
+        return Session(
+            store=self.store,
+            agents=self.agents,
+            dialogue=dialogue,
+            lease=lease,
+            inputs=stored,
+            plan=plan,
+        )
+
+    @staticmethod
+    def _check_override(dialogue: Dialogue, override: Broadcast | None, out: Violations) -> None:
+        if override is not None:
+            names = {p.name for p in dialogue.participants}
+            check_broadcast(override, names, "broadcast_order_override", out)
+
+    @staticmethod
+    def _input_drafts(run_input: RunInput) -> list[MessageDraft]:
+        drafts = [
+            MessageDraft(
+                turn=0,
+                speaker=normalize_speaker(m.speaker),
+                content=m.content,
+                origin=Origin.INCOMING,
+                type=m.type,
+                custom_type=m.custom_type,
+                attachments=tuple(m.attachments),
+                metadata=dict(m.metadata),
+            )
+            for m in run_input.messages
+        ]
+        if run_input.text or run_input.attachments:
+            speaker = normalize_speaker(run_input.speaker or Speaker.system())
+            drafts.append(
+                MessageDraft(
+                    turn=0,
+                    speaker=speaker,
+                    content=run_input.text,
+                    origin=Origin.INCOMING,
+                    type=MessageType.CONVERSATIONAL,
+                    attachments=tuple(run_input.attachments),
+                )
+            )
+        return drafts

@@ -1,0 +1,315 @@
+"""The dialogue data model: plain dataclasses shared by the engine, stores and agents.
+
+Nothing here knows about protobuf or SQL; the api layer maps these to parley.v1 messages
+and each store maps them to its own rows.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+SYSTEM_SPEAKER_NAME = "System"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SpeakerKind(enum.Enum):
+    SYSTEM = "system"
+    USER = "user"
+    AGENT = "agent"
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    kind: SpeakerKind
+    name: str
+    role: str = ""
+    icon: str = ""
+
+    @classmethod
+    def system(cls) -> Speaker:
+        return cls(SpeakerKind.SYSTEM, SYSTEM_SPEAKER_NAME)
+
+
+class MessageType(enum.Enum):
+    CONVERSATIONAL = "conversational"
+    NOTIFICATION = "notification"
+    SYSTEM = "system"
+    CONTEXT_INFO = "context_info"
+    CUSTOM = "custom"
+
+
+class Origin(enum.Enum):
+    INCOMING = "incoming"
+    AGENT_GENERATED = "agent_generated"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file travelling with a message: inline `data` or a `uri`, never both."""
+
+    name: str
+    mime_type: str
+    data: bytes | None = None
+    uri: str | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else 0
+
+
+@dataclass(frozen=True, slots=True)
+class InputMessage:
+    """One message of a run's input, as a client sends it."""
+
+    speaker: Speaker
+    content: str
+    type: MessageType = MessageType.CONVERSATIONAL
+    custom_type: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDraft:
+    """A message before the store gives it a `seq` and a create time."""
+
+    turn: int
+    speaker: Speaker
+    content: str
+    origin: Origin
+    type: MessageType = MessageType.CONVERSATIONAL
+    custom_type: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    # For agent replies: the highest seq delivered to the author in the call that
+    # produced this reply. It lets a participant's private conversation be rebuilt
+    # from the log alone (see engine.delivery).
+    delivered_through: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One entry of a dialogue's append-only log."""
+
+    seq: int
+    turn: int
+    speaker: Speaker
+    content: str
+    origin: Origin
+    create_time: datetime
+    type: MessageType = MessageType.CONVERSATIONAL
+    custom_type: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    delivered_through: int | None = None
+
+    @classmethod
+    def from_draft(cls, draft: MessageDraft, seq: int, create_time: datetime) -> Message:
+        return cls(
+            seq=seq,
+            turn=draft.turn,
+            speaker=draft.speaker,
+            content=draft.content,
+            origin=draft.origin,
+            create_time=create_time,
+            type=draft.type,
+            custom_type=draft.custom_type,
+            attachments=draft.attachments,
+            metadata=draft.metadata,
+            delivered_through=draft.delivered_through,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VisualIdentity:
+    icon: str = ""
+    tagline: str = ""
+    color: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    name: str
+    role: str = ""
+    background: str = ""
+    communication_style: str = ""
+    capabilities: tuple[Capability, ...] = ()
+    visual_identity: VisualIdentity = VisualIdentity()
+
+    def speaker(self) -> Speaker:
+        return Speaker(SpeakerKind.AGENT, self.name, self.role, self.visual_identity.icon)
+
+
+# --- joining in progress -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fresh:
+    """Nothing from the past: only the current turn."""
+
+
+@dataclass(frozen=True, slots=True)
+class Full:
+    """Everything in the log."""
+
+
+DEFAULT_RECENT_TURNS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Recent:
+    """The last `turns` turns before the current one, plus the current turn."""
+
+    turns: int = DEFAULT_RECENT_TURNS
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """Turns `start..end` inclusive (end None: up to the current turn), plus the current."""
+
+    start: int
+    end: int | None = None
+
+
+JoiningStrategy = Fresh | Full | Recent | Range
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    persona: Persona
+    agent: str
+    agent_options: Mapping[str, str] = field(default_factory=dict)
+    joining_strategy: JoiningStrategy | None = None
+    # Delivery cursor: every message with seq <= cursor has been handled for this
+    # participant. None means it joined in progress and has not replied yet (pending):
+    # its first call receives the window of its joining strategy instead.
+    cursor: int | None = 0
+
+    @property
+    def name(self) -> str:
+        return self.persona.name
+
+    @property
+    def pending(self) -> bool:
+        return self.cursor is None
+
+
+# --- execution models ----------------------------------------------------------------
+
+
+class BroadcastOrder(enum.Enum):
+    COMPLETION = "completion"
+    PARTICIPANT_ORDER = "participant_order"
+    EXPLICIT = "explicit"
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    order: BroadcastOrder = BroadcastOrder.COMPLETION
+    explicit_order: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Sequential:
+    order: tuple[str, ...] = ()
+
+
+class MentionMatchStrategy(enum.Enum):
+    EXACT_WORD = "exact_word"
+    NAME = "name"
+    PARTIAL = "partial"
+
+
+@dataclass(frozen=True, slots=True)
+class Mentioned:
+    strategy: MentionMatchStrategy = MentionMatchStrategy.EXACT_WORD
+
+
+@dataclass(frozen=True, slots=True)
+class Moderated:
+    agent: str
+    agent_options: Mapping[str, str] = field(default_factory=dict)
+
+
+ExecutionModel = Broadcast | Sequential | Mentioned | Moderated
+
+
+class ReactionStrategy(enum.Enum):
+    ALWAYS = "always"
+    USER_ONLY = "user_only"
+    AGENT_ONLY = "agent_only"
+    EXCEPT_SYSTEM = "except_system"
+    CONVERSATIONAL = "conversational"
+    EXCEPT_CONTEXT_INFO = "except_context_info"
+
+
+# --- context -------------------------------------------------------------------------
+
+
+class TalkStyle(enum.Enum):
+    BRAINSTORM = "brainstorm"
+    CASUAL = "casual"
+    DECISION_MAKING = "decision_making"
+    DEBATE = "debate"
+    PROBLEM_SOLVING = "problem_solving"
+    REVIEW = "review"
+    PLANNING = "planning"
+    RESEARCH = "research"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomTalkStyle:
+    name: str
+    description: str = ""
+    guidelines: tuple[str, ...] = ()
+    expected_behaviors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DialogueContext:
+    talk_style: TalkStyle | CustomTalkStyle | None = None
+    environment: str = ""
+    additional_context: tuple[str, ...] = ()
+    # Participant name -> the capability names the others may see.
+    policy: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+# --- the dialogue --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Dialogue:
+    id: str
+    display_name: str = ""
+    participants: tuple[Participant, ...] = ()
+    execution_model: ExecutionModel = Broadcast()
+    context: DialogueContext | None = None
+    reaction_strategy: ReactionStrategy = ReactionStrategy.ALWAYS
+    latest_turn: int = 0
+    message_count: int = 0
+    create_time: datetime = field(default_factory=utcnow)
+    update_time: datetime = field(default_factory=utcnow)
+
+    def participant(self, name: str) -> Participant | None:
+        return next((p for p in self.participants if p.name == name), None)
+
+    def index_of(self, name: str) -> int:
+        return next(i for i, p in enumerate(self.participants) if p.name == name)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0

@@ -1,0 +1,406 @@
+"""One run of a dialogue, as an async iterator of session events.
+
+This is the port of llm-toolkit's streaming `DialogueSession`. Where the reference polls
+a join set from `next_turn()`, a run here is driven by its own task so that storing never
+depends on the reader: every reply is appended to the log the moment it completes, then
+queued for emission in the order the execution model asks for. A client that stops
+reading (or disconnects) cancels the driver, which cancels every in-flight agent call;
+replies that had completed are already in the log.
+
+Usage::
+
+    async with engine.open_run(dialogue_id, run_input) as run:
+        async for event in run:
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
+from typing import Final
+
+from parley.server.agents.protocol import AgentCall, AgentFailure, AgentReply
+from parley.server.agents.registry import AgentRegistry
+from parley.server.engine import delivery
+from parley.server.engine.events import (
+    Event,
+    SessionCompleted,
+    SessionEvent,
+    SessionStarted,
+    TurnCompleted,
+    TurnFailed,
+)
+from parley.server.engine.model import (
+    Broadcast,
+    BroadcastOrder,
+    Dialogue,
+    ExecutionModel,
+    Message,
+    MessageDraft,
+    Origin,
+    Participant,
+    Sequential,
+    utcnow,
+)
+from parley.server.engine.prompts import render_prompt, render_system
+from parley.server.store.protocol import RunLease, Store
+
+logger = logging.getLogger(__name__)
+
+LEASE_TTL_S: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """Who is called in a run, in which order, and how replies are emitted.
+
+    `emission` None means completion order; otherwise it is the order of participant
+    indexes in which turns are emitted (a finished reply waits, already stored).
+    """
+
+    execution_model: ExecutionModel
+    called: tuple[Participant, ...]
+    sequential: bool
+    emission: tuple[int, ...] | None
+
+
+def ordered(participants: Sequence[Participant], names: Sequence[str]) -> list[Participant]:
+    """Named participants first in the given order, then the rest in added order."""
+    by_name = {p.name: p for p in participants}
+    first = [by_name[name] for name in names]
+    return first + [p for p in participants if p.name not in names]
+
+
+def plan_for(dialogue: Dialogue, model: ExecutionModel) -> RunPlan:
+    participants = dialogue.participants
+    match model:
+        case Sequential(order=order):
+            return RunPlan(model, tuple(ordered(participants, order)), True, None)
+        case Broadcast(order=BroadcastOrder.COMPLETION):
+            return RunPlan(model, participants, False, None)
+        case Broadcast(order=BroadcastOrder.PARTICIPANT_ORDER):
+            return RunPlan(model, participants, False, tuple(range(len(participants))))
+        case Broadcast(order=BroadcastOrder.EXPLICIT, explicit_order=names):
+            emission = tuple(dialogue.index_of(p.name) for p in ordered(participants, names))
+            return RunPlan(model, participants, False, emission)
+    raise NotImplementedError(f"execution model {type(model).__name__} is not supported yet")
+
+
+@dataclass(frozen=True, slots=True)
+class _Replied:
+    participant: Participant
+    index: int
+    reply: AgentReply
+    delivered_through: int
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    participant: Participant
+    index: int
+    failure: AgentFailure
+
+
+_Outcome = _Replied | _Failed
+
+
+class _End:
+    """Marks the end of the event queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Crash:
+    """The driver stopped on an error; the reader re-raises it."""
+
+    error: BaseException
+
+
+class Session:
+    """A run in progress. Created by `Engine.open_run` after the input is stored."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        agents: AgentRegistry,
+        dialogue: Dialogue,
+        lease: RunLease,
+        inputs: Sequence[Message],
+        plan: RunPlan | None,
+    ) -> None:
+        self._store = store
+        self._agents = agents
+        self._dialogue = dialogue
+        self._lease = lease
+        self._inputs = tuple(inputs)
+        # None: the reaction strategy says this input calls for no replies.
+        self._plan = plan
+        called = len(plan.called) if plan else 0
+        # Bounded by construction: a run emits at most one event per participant called
+        # plus SessionStarted, RoutingDecision, SessionCompleted and the end marker.
+        self._queue: asyncio.Queue[SessionEvent | _End | _Crash] = asyncio.Queue(maxsize=called + 4)
+        self._sequence = 0
+        self._driver: asyncio.Task[None] | None = None
+        self._window = delivery.LogWindow((), 0)
+
+    @property
+    def turn(self) -> int:
+        return self._lease.turn
+
+    @property
+    def dialogue_id(self) -> str:
+        return self._dialogue.id
+
+    async def __aenter__(self) -> Session:
+        self._driver = asyncio.create_task(self._drive(), name=f"run {self.dialogue_id}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.cancel()
+
+    async def cancel(self) -> None:
+        """Stops the run: in-flight agent calls are cancelled, stored replies stay."""
+        driver = self._driver
+        if driver is None or driver.done():
+            return
+        driver.cancel()
+        # The driver's own cleanup (releasing the lease) must finish before we return,
+        # even when our caller is itself being cancelled.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(driver)
+
+    def __aiter__(self) -> AsyncIterator[SessionEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[SessionEvent]:
+        while True:
+            item = await self._queue.get()
+            if isinstance(item, _End):
+                return
+            if isinstance(item, _Crash):
+                raise item.error
+            yield item
+
+    # --- the driver ------------------------------------------------------------------
+
+    async def _drive(self) -> None:
+        try:
+            await self._run_with_heartbeat()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # handed to the reader, who decides what it means
+            self._queue.put_nowait(_Crash(error))
+        finally:
+            try:
+                await asyncio.shield(self._store.end_run(self._lease))
+            except Exception:
+                logger.exception("could not release the run lease of %s", self.dialogue_id)
+            self._queue.put_nowait(_End())
+
+    async def _run_with_heartbeat(self) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._run()
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_TTL_S / 3)
+            await self._store.renew_run(self._lease, ttl=LEASE_TTL_S)
+
+    async def _run(self) -> None:
+        plan = self._plan
+        input_seqs = tuple(m.seq for m in self._inputs)
+        if plan is None:
+            self._emit(SessionStarted((), self._dialogue.execution_model, input_seqs))
+            self._emit(SessionCompleted(0, 0))
+            return
+        self._emit(
+            SessionStarted(tuple(p.name for p in plan.called), plan.execution_model, input_seqs)
+        )
+        await self._load_window(plan.called)
+        if plan.sequential:
+            turns, failures = await self._run_sequential(plan.called)
+        else:
+            turns, failures = await self._run_concurrent(plan.called, plan.emission)
+        self._emit(SessionCompleted(turns, failures))
+
+    def _emit(self, event: Event) -> None:
+        self._sequence += 1
+        self._queue.put_nowait(
+            SessionEvent(self.dialogue_id, self.turn, self._sequence, utcnow(), event)
+        )
+
+    async def _load_window(self, called: Sequence[Participant]) -> None:
+        head = self._inputs[-1].seq if self._inputs else self._dialogue.message_count
+        cursors = [p.cursor for p in called if p.cursor is not None]
+        start = min(cursors, default=head)
+        messages = await self._store.read_messages(
+            self.dialogue_id, after_seq=start, through_seq=head
+        )
+        self._window = delivery.LogWindow(messages, head)
+
+    async def _delivery_for(self, participant: Participant) -> tuple[list[Message], int]:
+        """The messages for this call and the seq its cursor moves to on success."""
+        head = self._window.head
+        if participant.cursor is not None:
+            return delivery.not_own(self._window.after(participant.cursor), participant.name), head
+        strategy = participant.joining_strategy
+        min_turn, max_turn = delivery.joining_turn_bounds(strategy, self.turn)
+        window = await self._store.read_messages(
+            self.dialogue_id, through_seq=head, min_turn=min_turn, max_turn=max_turn
+        )
+        return [
+            m
+            for m in window
+            if delivery.in_joining_window(strategy, m, self.turn)
+            and not delivery.is_own(m, participant.name)
+        ], head
+
+    # --- calling agents --------------------------------------------------------------
+
+    async def _call(
+        self, participant: Participant, delivered: Sequence[Message], through: int
+    ) -> _Outcome:
+        """Calls one participant; every failure becomes a `_Failed`, never an exception."""
+        index = self._dialogue.index_of(participant.name)
+        started = time.monotonic()
+        profile = self._agents.profile(participant.agent)
+        if profile is None or not profile.available:
+            return _Failed(
+                participant,
+                index,
+                AgentFailure(
+                    "AGENT_UNAVAILABLE",
+                    f"agent profile {participant.agent!r} is not available on this server",
+                ),
+            )
+        call = AgentCall(
+            dialogue_id=self.dialogue_id,
+            turn=self.turn,
+            persona=participant.persona,
+            participant_index=index,
+            options=participant.agent_options,
+            delivered=delivered,
+            prompt=render_prompt(self._dialogue, participant, delivered),
+            system=render_system(self._dialogue, participant),
+        )
+        try:
+            async with asyncio.timeout(profile.timeout):
+                reply = await self._agents.agent(participant.agent).execute(call)
+        except AgentFailure as failure:
+            return _Failed(participant, index, failure)
+        except TimeoutError:
+            return _Failed(
+                participant,
+                index,
+                AgentFailure(
+                    "AGENT_TIMEOUT", f"no reply within {profile.timeout:g} s", retryable=True
+                ),
+            )
+        except Exception:
+            logger.exception("agent %r failed for %s", participant.agent, participant.name)
+            return _Failed(participant, index, AgentFailure("AGENT_ERROR", "the agent call failed"))
+        return _Replied(participant, index, reply, through, started)
+
+    async def _store_replies(self, outcomes: Sequence[_Outcome]) -> dict[int, Event]:
+        """Appends the replies among `outcomes` in one transaction; returns their events."""
+        replies = [o for o in outcomes if isinstance(o, _Replied)]
+        drafts = [
+            MessageDraft(
+                turn=self.turn,
+                speaker=o.participant.persona.speaker(),
+                content=o.reply.content,
+                origin=Origin.AGENT_GENERATED,
+                delivered_through=o.delivered_through,
+            )
+            for o in replies
+        ]
+        cursors = {o.participant.name: o.delivered_through for o in replies}
+        stored = await self._store.append(self._lease, drafts, cursors) if drafts else []
+        self._window.extend(stored)
+        now = time.monotonic()
+        events: dict[int, Event] = {}
+        for outcome, message in zip(replies, stored, strict=True):
+            events[outcome.index] = TurnCompleted(
+                speaker=message.speaker,
+                content=message.content,
+                turn=self.turn,
+                message_seq=message.seq,
+                participant_index=outcome.index,
+                latency=timedelta(seconds=now - outcome.started),
+                usage=outcome.reply.usage,
+            )
+        for failed in outcomes:
+            if isinstance(failed, _Failed):
+                failure = failed.failure
+                events[failed.index] = TurnFailed(
+                    speaker=failed.participant.persona.speaker(),
+                    participant_index=failed.index,
+                    code=failure.code,
+                    message=failure.message,
+                    retryable=failure.retryable,
+                    attempts=failure.attempts,
+                )
+        return events
+
+    async def _run_sequential(self, called: Sequence[Participant]) -> tuple[int, int]:
+        turns = failures = 0
+        for participant in called:
+            delivered, through = await self._delivery_for(participant)
+            outcome = await self._call(participant, delivered, through)
+            for event in (await self._store_replies([outcome])).values():
+                self._emit(event)
+                turns, failures = _count(event, turns, failures)
+        return turns, failures
+
+    async def _run_concurrent(
+        self, called: Sequence[Participant], emission: tuple[int, ...] | None
+    ) -> tuple[int, int]:
+        turns = failures = 0
+        calls = [(p, *await self._delivery_for(p)) for p in called]
+        ready: dict[int, Event] = {}
+        next_to_emit = 0
+        async with asyncio.TaskGroup() as group:
+            pending = {group.create_task(self._call(p, d, t)) for p, d, t in calls}
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                # Replies that finished together are stored and emitted in participant
+                # order, so ties never depend on scheduling.
+                outcomes = sorted((task.result() for task in done), key=lambda o: o.index)
+                ready.update(await self._store_replies(outcomes))
+                if emission is None:
+                    to_emit = [ready.pop(i) for i in sorted(ready)]
+                else:
+                    to_emit = []
+                    while next_to_emit < len(emission) and emission[next_to_emit] in ready:
+                        to_emit.append(ready.pop(emission[next_to_emit]))
+                        next_to_emit += 1
+                for event in to_emit:
+                    self._emit(event)
+                    turns, failures = _count(event, turns, failures)
+        return turns, failures
+
+
+def _count(event: Event, turns: int, failures: int) -> tuple[int, int]:
+    if isinstance(event, TurnCompleted):
+        return turns + 1, failures
+    if isinstance(event, TurnFailed):
+        return turns, failures + 1
+    return turns, failures

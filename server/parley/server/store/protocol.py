@@ -1,0 +1,115 @@
+"""The storage contract the engine relies on.
+
+A store keeps dialogues (settings, participants with their delivery cursors) and each
+dialogue's append-only message log, and arbitrates who may run a dialogue: one run per
+dialogue at a time, across processes where the backend allows, enforced by a lease with
+a fencing token that every append checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from parley.server.engine.model import Dialogue, Message, MessageDraft, Participant
+
+
+@dataclass(frozen=True, slots=True)
+class RunLease:
+    """The right to run one turn of a dialogue.
+
+    `token` is a fencing token: it grows with every lease granted on the dialogue, and an
+    append made with a lease that is no longer current fails with `LeaseLost`.
+    """
+
+    dialogue_id: str
+    turn: int
+    token: int
+    owner: str
+
+
+class Store(Protocol):
+    """Async storage for dialogues and their logs.
+
+    Errors: `NotFound` (reason DIALOGUE_NOT_FOUND / PARTICIPANT_NOT_FOUND),
+    `AlreadyExists` (DIALOGUE_ALREADY_EXISTS / PARTICIPANT_ALREADY_EXISTS),
+    `RunInProgress`, `LeaseLost`, all from `parley.server.engine.errors`.
+    """
+
+    async def open(self) -> None:
+        """Connect and apply migrations; also releases leases a crashed process left."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def create_dialogue(self, dialogue: Dialogue) -> Dialogue:
+        """Stores a new dialogue with its participants (in their given order)."""
+        ...
+
+    async def get_dialogue(self, dialogue_id: str) -> Dialogue: ...
+
+    async def list_dialogues(self, *, after_id: str, limit: int) -> list[Dialogue]:
+        """Dialogues with id > `after_id`, ordered by id, at most `limit`."""
+        ...
+
+    async def update_dialogue(self, dialogue: Dialogue) -> Dialogue:
+        """Replaces display_name, execution_model, context and reaction_strategy."""
+        ...
+
+    async def delete_dialogue(self, dialogue_id: str) -> None:
+        """Removes the dialogue, its participants and its whole log."""
+        ...
+
+    async def add_participant(self, dialogue_id: str, participant: Participant) -> Dialogue:
+        """Appends a participant to the dialogue's participant list."""
+        ...
+
+    async def remove_participant(self, dialogue_id: str, name: str) -> Dialogue:
+        """Removes a participant; its messages stay in the log."""
+        ...
+
+    async def begin_run(self, dialogue_id: str, *, owner: str, ttl: float) -> RunLease:
+        """Takes the dialogue's run lease for `ttl` seconds and opens turn latest+1.
+
+        Raises `RunInProgress` while another unexpired lease is held.
+        """
+        ...
+
+    async def renew_run(self, lease: RunLease, *, ttl: float) -> None:
+        """Extends the lease; raises `LeaseLost` when it is no longer current."""
+        ...
+
+    async def end_run(self, lease: RunLease) -> None:
+        """Releases the lease (a no-op when it is no longer current)."""
+        ...
+
+    async def append(
+        self,
+        lease: RunLease,
+        drafts: Sequence[MessageDraft],
+        cursors: Mapping[str, int] | None = None,
+    ) -> list[Message]:
+        """Appends messages and moves delivery cursors in one transaction.
+
+        Seqs are assigned consecutively after the current last seq. `cursors` maps
+        participant names to their new cursor; names no longer in the dialogue are
+        ignored. Raises `LeaseLost` when `lease` is no longer current.
+        """
+        ...
+
+    async def read_messages(
+        self,
+        dialogue_id: str,
+        *,
+        after_seq: int = 0,
+        through_seq: int | None = None,
+        min_turn: int | None = None,
+        max_turn: int | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """Messages in seq order with after_seq < seq <= through_seq and the turn bounds.
+
+        Cost is proportional to the messages returned, not to the size of the log.
+        """
+        ...
