@@ -169,7 +169,13 @@ class Engine:
         Every request problem is raised here, before anything is stored or any agent is
         called; use the returned session as an async context manager.
         """
-        inputs = self._input_drafts(run_input)
+        run_input = dataclasses.replace(
+            run_input,
+            messages=[
+                dataclasses.replace(m, speaker=normalize_speaker(m.speaker))
+                for m in run_input.messages
+            ],
+        )
         out = Violations()
         check_run_input(run_input.messages, run_input.text, run_input.attachments, self.limits, out)
         dialogue = await self.store.get_dialogue(dialogue_id)
@@ -183,7 +189,7 @@ class Engine:
             out = Violations()
             self._check_override(dialogue, run_input.broadcast_override, out)
             out.raise_if_any()
-            drafts = [dataclasses.replace(d, turn=lease.turn) for d in inputs]
+            drafts = self._input_drafts(run_input, lease.turn)
             stored = await self.store.append(lease, drafts)
         except BaseException:
             await self.store.end_run(lease)
@@ -213,11 +219,11 @@ class Engine:
             check_broadcast(override, names, "broadcast_order_override", out)
 
     @staticmethod
-    def _input_drafts(run_input: RunInput) -> list[MessageDraft]:
+    def _input_drafts(run_input: RunInput, turn: int) -> list[MessageDraft]:
         drafts = [
             MessageDraft(
-                turn=0,
-                speaker=normalize_speaker(m.speaker),
+                turn=turn,
+                speaker=m.speaker,
                 content=m.content,
                 origin=Origin.INCOMING,
                 type=m.type,
@@ -231,7 +237,7 @@ class Engine:
             speaker = normalize_speaker(run_input.speaker or Speaker.system())
             drafts.append(
                 MessageDraft(
-                    turn=0,
+                    turn=turn,
                     speaker=speaker,
                     content=run_input.text,
                     origin=Origin.INCOMING,

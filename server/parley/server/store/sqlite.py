@@ -1,0 +1,737 @@
+"""`SQLiteStore`: the embedded default store, one SQLite file served by one process.
+
+All SQLite work happens on one worker thread owned by the store, through one connection
+created on that thread: the event loop never blocks on disk, and operations are
+serialised, so each method's transaction sees no interleaving from this process. The
+file runs in WAL mode with `synchronous=NORMAL`: a committed transaction survives a crash
+of the process (not necessarily of the machine), which is the durability we promise.
+
+Because a file belongs to one process, `open()` releases every lease it finds: they were
+left by a process that died. Lease expiry is measured on the wall clock, the only clock
+two processes would share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from parley.server.engine import errors
+from parley.server.engine.model import (
+    Dialogue,
+    Message,
+    MessageDraft,
+    MessageType,
+    Origin,
+    Participant,
+    ReactionStrategy,
+    Speaker,
+    SpeakerKind,
+    utcnow,
+)
+from parley.server.store import _errors, codec
+from parley.server.store.protocol import RunLease
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_MEMORY = ":memory:"
+
+# Each entry upgrades the schema by one version; the list only ever grows. Statements are
+# idempotent so a half-understood database (say, created by hand) still converges.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE IF NOT EXISTS dialogues (
+            id                TEXT PRIMARY KEY,
+            display_name      TEXT NOT NULL,
+            execution_model   TEXT NOT NULL,             -- codec JSON
+            context           TEXT,                      -- codec JSON; NULL: no context
+            reaction_strategy TEXT NOT NULL,
+            latest_turn       INTEGER NOT NULL,
+            message_count     INTEGER NOT NULL DEFAULT 0,  -- also the last seq
+            next_position     INTEGER NOT NULL DEFAULT 0,  -- positions are never reused
+            lease_owner       TEXT,                      -- NULL: no run holds the lease
+            lease_token       INTEGER NOT NULL DEFAULT 0,  -- the last token granted here
+            lease_expires     REAL,                      -- wall-clock epoch seconds
+            create_time       INTEGER NOT NULL,          -- epoch microseconds, UTC
+            update_time       INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS participants (
+            dialogue_id      TEXT NOT NULL REFERENCES dialogues (id) ON DELETE CASCADE,
+            position         INTEGER NOT NULL,
+            name             TEXT NOT NULL,
+            persona          TEXT NOT NULL,              -- codec JSON
+            agent            TEXT NOT NULL,
+            agent_options    TEXT NOT NULL,              -- codec JSON
+            joining_strategy TEXT,                       -- codec JSON; NULL: founding member
+            cursor           INTEGER,                    -- NULL: joined, not yet called
+            PRIMARY KEY (dialogue_id, position),
+            UNIQUE (dialogue_id, name)
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS messages (
+            dialogue_id       TEXT NOT NULL REFERENCES dialogues (id) ON DELETE CASCADE,
+            seq               INTEGER NOT NULL,
+            turn              INTEGER NOT NULL,
+            speaker_kind      TEXT NOT NULL,
+            speaker_name      TEXT NOT NULL,
+            speaker_role      TEXT NOT NULL,
+            speaker_icon      TEXT NOT NULL,
+            content           TEXT NOT NULL,
+            type              TEXT NOT NULL,
+            custom_type       TEXT NOT NULL,
+            origin            TEXT NOT NULL,
+            attachments       TEXT NOT NULL,             -- codec JSON, bytes in base64
+            metadata          TEXT NOT NULL,             -- codec JSON
+            delivered_through INTEGER,
+            create_time       INTEGER NOT NULL,          -- epoch microseconds, UTC
+            PRIMARY KEY (dialogue_id, seq)
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS messages_by_turn ON messages (dialogue_id, turn)",
+        # Fencing tokens come from one store-wide counter, so a stale lease on a deleted
+        # dialogue never matches a lease on a new dialogue that reuses the id.
+        """
+        CREATE TABLE IF NOT EXISTS lease_counter (
+            id         INTEGER PRIMARY KEY CHECK (id = 1),
+            last_token INTEGER NOT NULL
+        )
+        """,
+        "INSERT OR IGNORE INTO lease_counter (id, last_token) VALUES (1, 0)",
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_BUSY_TIMEOUT_MS = 5_000
+
+_MESSAGE_COLUMNS = """
+    seq, turn, speaker_kind, speaker_name, speaker_role, speaker_icon, content, type,
+    custom_type, origin, attachments, metadata, delivered_through, create_time
+"""
+
+_PARTICIPANT_COLUMNS = "name, persona, agent, agent_options, joining_strategy, cursor"
+
+# Matches a dialogue row whose lease `token` is current: the dialogue still holds it, so
+# it was neither released nor taken over. Expiry alone only makes a takeover possible.
+_LEASE_HELD = "id = ? AND lease_token = ? AND lease_owner IS NOT NULL"
+
+
+# --- values <-> columns ---------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _to_micros(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # the model's times are UTC; naive means UTC
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _dump(document: object) -> str:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def _dump_optional(document: object | None) -> str | None:
+    return None if document is None else _dump(document)
+
+
+def _load_optional(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _participant_row(
+    dialogue_id: str, position: int, participant: Participant
+) -> tuple[object, ...]:
+    return (
+        dialogue_id,
+        position,
+        participant.name,
+        _dump(codec.persona_to_json(participant.persona)),
+        participant.agent,
+        _dump(codec.string_map_to_json(participant.agent_options)),
+        _dump_optional(codec.joining_strategy_to_json(participant.joining_strategy)),
+        participant.cursor,
+    )
+
+
+def _participant_from_row(row: sqlite3.Row) -> Participant:
+    return Participant(
+        persona=codec.persona_from_json(json.loads(row["persona"])),
+        agent=row["agent"],
+        agent_options=codec.string_map_from_json(json.loads(row["agent_options"])),
+        joining_strategy=codec.joining_strategy_from_json(_load_optional(row["joining_strategy"])),
+        cursor=row["cursor"],
+    )
+
+
+def _dialogue_from_row(row: sqlite3.Row, participants: Sequence[Participant]) -> Dialogue:
+    context = _load_optional(row["context"])
+    return Dialogue(
+        id=row["id"],
+        display_name=row["display_name"],
+        participants=tuple(participants),
+        execution_model=codec.execution_model_from_json(json.loads(row["execution_model"])),
+        context=None if context is None else codec.context_from_json(context),
+        reaction_strategy=ReactionStrategy(row["reaction_strategy"]),
+        latest_turn=row["latest_turn"],
+        message_count=row["message_count"],
+        create_time=_from_micros(row["create_time"]),
+        update_time=_from_micros(row["update_time"]),
+    )
+
+
+def _dialogue_settings(dialogue: Dialogue) -> tuple[object, ...]:
+    """The columns `update_dialogue` replaces, in the order the statements use them."""
+    context = None if dialogue.context is None else codec.context_to_json(dialogue.context)
+    return (
+        dialogue.display_name,
+        _dump(codec.execution_model_to_json(dialogue.execution_model)),
+        _dump_optional(context),
+        dialogue.reaction_strategy.value,
+    )
+
+
+def _message_row(dialogue_id: str, message: Message) -> tuple[object, ...]:
+    speaker = message.speaker
+    return (
+        dialogue_id,
+        message.seq,
+        message.turn,
+        speaker.kind.value,
+        speaker.name,
+        speaker.role,
+        speaker.icon,
+        message.content,
+        message.type.value,
+        message.custom_type,
+        message.origin.value,
+        _dump(codec.attachments_to_json(message.attachments)),
+        _dump(codec.string_map_to_json(message.metadata)),
+        message.delivered_through,
+        _to_micros(message.create_time),
+    )
+
+
+def _message_from_row(row: sqlite3.Row) -> Message:
+    return Message(
+        seq=row["seq"],
+        turn=row["turn"],
+        speaker=Speaker(
+            kind=SpeakerKind(row["speaker_kind"]),
+            name=row["speaker_name"],
+            role=row["speaker_role"],
+            icon=row["speaker_icon"],
+        ),
+        content=row["content"],
+        origin=Origin(row["origin"]),
+        create_time=_from_micros(row["create_time"]),
+        type=MessageType(row["type"]),
+        custom_type=row["custom_type"],
+        attachments=codec.attachments_from_json(json.loads(row["attachments"])),
+        metadata=codec.string_map_from_json(json.loads(row["metadata"])),
+        delivered_through=row["delivered_through"],
+    )
+
+
+def select_messages_sql(
+    dialogue_id: str,
+    *,
+    after_seq: int,
+    through_seq: int | None,
+    min_turn: int | None,
+    max_turn: int | None,
+    limit: int | None,
+) -> tuple[str, list[object]]:
+    """The query for `read_messages`, pinned to the index that bounds its cost.
+
+    A seq range walks the primary key. Turn bounds alone walk `messages_by_turn`,
+    named explicitly because the planner would otherwise prefer the primary key for its
+    order and filter the whole log. With both, the seq range leads: turns grow with seq,
+    so the rows it walks past are few.
+    """
+    has_seq_bounds = after_seq > 0 or through_seq is not None
+    has_turn_bounds = min_turn is not None or max_turn is not None
+    by_turn = has_turn_bounds and not has_seq_bounds
+    clauses = ["dialogue_id = ?"]
+    params: list[object] = [dialogue_id]
+    if not by_turn:
+        clauses.append("seq > ?")
+        params.append(after_seq)
+    if through_seq is not None:
+        clauses.append("seq <= ?")
+        params.append(through_seq)
+    if min_turn is not None:
+        clauses.append("turn >= ?")
+        params.append(min_turn)
+    if max_turn is not None:
+        clauses.append("turn <= ?")
+        params.append(max_turn)
+    source = "messages INDEXED BY messages_by_turn" if by_turn else "messages"
+    params.append(-1 if limit is None else max(limit, 0))  # LIMIT -1: no limit
+    sql = (
+        f"SELECT {_MESSAGE_COLUMNS} FROM {source}"
+        f" WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?"
+    )
+    return sql, params
+
+
+# --- the database, on its worker thread -----------------------------------------------
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, *, write: bool = False) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front, so a read-then-write transaction cannot
+    # fail half-way with SQLITE_BUSY when another connection touches the file.
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class _Database:
+    """The synchronous store: one connection, one transaction per method.
+
+    Only the store's worker thread may call it (sqlite3 enforces this).
+    """
+
+    def __init__(self, path: str, clock: Callable[[], float]) -> None:
+        if path != _MEMORY:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        # isolation_level=None: no implicit transactions; _transaction says where they are.
+        self._conn = sqlite3.connect(path, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        try:
+            self._configure()
+            self._migrate()
+            self._release_leases()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _configure(self) -> None:
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        with _transaction(conn, write=True):
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                " id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
+            )
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            current = 0 if row is None else int(row["version"])
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"the database has schema version {current}; this server knows up to "
+                    f"{SCHEMA_VERSION}"
+                )
+            for statements in MIGRATIONS[current:]:
+                for statement in statements:
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (id, version) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                (SCHEMA_VERSION,),
+            )
+
+    def _release_leases(self) -> None:
+        with _transaction(self._conn, write=True):
+            self._conn.execute(
+                "UPDATE dialogues SET lease_owner = NULL, lease_expires = NULL"
+                " WHERE lease_owner IS NOT NULL"
+            )
+
+    # --- reading dialogues ------------------------------------------------------------
+
+    def _participants(self, dialogue_id: str) -> list[Participant]:
+        rows = self._conn.execute(
+            f"SELECT {_PARTICIPANT_COLUMNS} FROM participants"
+            " WHERE dialogue_id = ? ORDER BY position",
+            (dialogue_id,),
+        )
+        return [_participant_from_row(row) for row in rows]
+
+    def _load(self, dialogue_id: str) -> Dialogue:
+        row = self._conn.execute("SELECT * FROM dialogues WHERE id = ?", (dialogue_id,)).fetchone()
+        if row is None:
+            raise errors.dialogue_not_found(dialogue_id)
+        return _dialogue_from_row(row, self._participants(dialogue_id))
+
+    def _require(self, dialogue_id: str) -> None:
+        if self._conn.execute("SELECT 1 FROM dialogues WHERE id = ?", (dialogue_id,)).fetchone():
+            return
+        raise errors.dialogue_not_found(dialogue_id)
+
+    def get_dialogue(self, dialogue_id: str) -> Dialogue:
+        with _transaction(self._conn):
+            return self._load(dialogue_id)
+
+    def list_dialogues(self, after_id: str, limit: int) -> list[Dialogue]:
+        page = "SELECT id FROM dialogues WHERE id > ? ORDER BY id LIMIT ?"
+        params = (after_id, max(limit, 0))
+        with _transaction(self._conn):
+            rows = self._conn.execute(
+                f"SELECT * FROM dialogues WHERE id IN ({page}) ORDER BY id", params
+            ).fetchall()
+            participants: dict[str, list[Participant]] = {row["id"]: [] for row in rows}
+            for row in self._conn.execute(
+                f"SELECT dialogue_id, {_PARTICIPANT_COLUMNS} FROM participants"
+                f" WHERE dialogue_id IN ({page}) ORDER BY dialogue_id, position",
+                params,
+            ):
+                participants[row["dialogue_id"]].append(_participant_from_row(row))
+        return [_dialogue_from_row(row, participants[row["id"]]) for row in rows]
+
+    # --- writing dialogues ------------------------------------------------------------
+
+    def create_dialogue(self, dialogue: Dialogue) -> Dialogue:
+        _errors.ensure_unique_names(dialogue.participants)
+        conn = self._conn
+        with _transaction(conn, write=True):
+            if conn.execute("SELECT 1 FROM dialogues WHERE id = ?", (dialogue.id,)).fetchone():
+                raise _errors.dialogue_exists(dialogue.id)
+            conn.execute(
+                """
+                INSERT INTO dialogues (
+                    display_name, execution_model, context, reaction_strategy,
+                    id, latest_turn, next_position, create_time, update_time
+                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                (
+                    *_dialogue_settings(dialogue),
+                    dialogue.id,
+                    dialogue.latest_turn,
+                    len(dialogue.participants),
+                    _to_micros(dialogue.create_time),
+                    _to_micros(dialogue.update_time),
+                ),
+            )
+            conn.executemany(
+                f"INSERT INTO participants (dialogue_id, position, {_PARTICIPANT_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    _participant_row(dialogue.id, position, participant)
+                    for position, participant in enumerate(dialogue.participants)
+                ),
+            )
+            return self._load(dialogue.id)
+
+    def update_dialogue(self, dialogue: Dialogue) -> Dialogue:
+        with _transaction(self._conn, write=True):
+            updated = self._conn.execute(
+                """
+                UPDATE dialogues
+                SET display_name = ?, execution_model = ?, context = ?, reaction_strategy = ?,
+                    update_time = ?
+                WHERE id = ?
+                """,
+                (*_dialogue_settings(dialogue), _to_micros(utcnow()), dialogue.id),
+            )
+            if updated.rowcount == 0:
+                raise errors.dialogue_not_found(dialogue.id)
+            return self._load(dialogue.id)
+
+    def delete_dialogue(self, dialogue_id: str) -> None:
+        # Participants and messages go with it: ON DELETE CASCADE.
+        with _transaction(self._conn, write=True):
+            deleted = self._conn.execute("DELETE FROM dialogues WHERE id = ?", (dialogue_id,))
+            if deleted.rowcount == 0:
+                raise errors.dialogue_not_found(dialogue_id)
+
+    def add_participant(self, dialogue_id: str, participant: Participant) -> Dialogue:
+        conn = self._conn
+        with _transaction(conn, write=True):
+            row = conn.execute(
+                "SELECT next_position FROM dialogues WHERE id = ?", (dialogue_id,)
+            ).fetchone()
+            if row is None:
+                raise errors.dialogue_not_found(dialogue_id)
+            if conn.execute(
+                "SELECT 1 FROM participants WHERE dialogue_id = ? AND name = ?",
+                (dialogue_id, participant.name),
+            ).fetchone():
+                raise _errors.participant_exists(participant.name)
+            conn.execute(
+                f"INSERT INTO participants (dialogue_id, position, {_PARTICIPANT_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                _participant_row(dialogue_id, row["next_position"], participant),
+            )
+            conn.execute(
+                "UPDATE dialogues SET next_position = next_position + 1, update_time = ?"
+                " WHERE id = ?",
+                (_to_micros(utcnow()), dialogue_id),
+            )
+            return self._load(dialogue_id)
+
+    def remove_participant(self, dialogue_id: str, name: str) -> Dialogue:
+        conn = self._conn
+        with _transaction(conn, write=True):
+            self._require(dialogue_id)
+            removed = conn.execute(
+                "DELETE FROM participants WHERE dialogue_id = ? AND name = ?", (dialogue_id, name)
+            )
+            if removed.rowcount == 0:
+                raise _errors.participant_not_found(dialogue_id, name)
+            conn.execute(
+                "UPDATE dialogues SET update_time = ? WHERE id = ?",
+                (_to_micros(utcnow()), dialogue_id),
+            )
+            return self._load(dialogue_id)
+
+    # --- runs -------------------------------------------------------------------------
+
+    def _next_token(self) -> int:
+        """Draws the next fencing token; only inside a write transaction."""
+        self._conn.execute("UPDATE lease_counter SET last_token = last_token + 1")
+        return int(self._conn.execute("SELECT last_token FROM lease_counter").fetchone()[0])
+
+    def begin_run(self, dialogue_id: str, owner: str, ttl: float) -> RunLease:
+        conn = self._conn
+        with _transaction(conn, write=True):
+            row = conn.execute(
+                "SELECT latest_turn, lease_owner, lease_expires FROM dialogues WHERE id = ?",
+                (dialogue_id,),
+            ).fetchone()
+            if row is None:
+                raise errors.dialogue_not_found(dialogue_id)
+            now = self._clock()
+            if row["lease_owner"] is not None and row["lease_expires"] > now:
+                raise _errors.run_in_progress(dialogue_id)
+            lease = RunLease(
+                dialogue_id=dialogue_id,
+                turn=row["latest_turn"] + 1,
+                token=self._next_token(),
+                owner=owner,
+            )
+            conn.execute(
+                "UPDATE dialogues"
+                " SET latest_turn = ?, lease_owner = ?, lease_token = ?, lease_expires = ?"
+                " WHERE id = ?",
+                (lease.turn, owner, lease.token, now + ttl, dialogue_id),
+            )
+            return lease
+
+    def renew_run(self, lease: RunLease, ttl: float) -> None:
+        with _transaction(self._conn, write=True):
+            renewed = self._conn.execute(
+                f"UPDATE dialogues SET lease_expires = ? WHERE {_LEASE_HELD}",
+                (self._clock() + ttl, lease.dialogue_id, lease.token),
+            )
+            if renewed.rowcount == 0:
+                raise _errors.lease_lost(lease.dialogue_id)
+
+    def end_run(self, lease: RunLease) -> None:
+        with _transaction(self._conn, write=True):
+            self._conn.execute(
+                "UPDATE dialogues SET lease_owner = NULL, lease_expires = NULL"
+                f" WHERE {_LEASE_HELD}",
+                (lease.dialogue_id, lease.token),
+            )
+
+    # --- the log ----------------------------------------------------------------------
+
+    def append(
+        self,
+        lease: RunLease,
+        drafts: Sequence[MessageDraft],
+        cursors: Mapping[str, int] | None,
+    ) -> list[Message]:
+        conn = self._conn
+        dialogue_id = lease.dialogue_id
+        with _transaction(conn, write=True):
+            row = conn.execute(
+                f"SELECT message_count, latest_turn FROM dialogues WHERE {_LEASE_HELD}",
+                (dialogue_id, lease.token),
+            ).fetchone()
+            if row is None:
+                raise _errors.lease_lost(dialogue_id)
+            now = utcnow()
+            messages = [
+                replace(Message.from_draft(draft, seq, now), metadata=dict(draft.metadata))
+                for seq, draft in enumerate(drafts, start=row["message_count"] + 1)
+            ]
+            conn.executemany(
+                f"INSERT INTO messages (dialogue_id, {_MESSAGE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_message_row(dialogue_id, message) for message in messages),
+            )
+            if cursors:
+                # Names no longer in the dialogue match no row: ignored, as promised.
+                conn.executemany(
+                    "UPDATE participants SET cursor = ? WHERE dialogue_id = ? AND name = ?",
+                    ((cursor, dialogue_id, name) for name, cursor in cursors.items()),
+                )
+            if messages:
+                conn.execute(
+                    "UPDATE dialogues SET message_count = ?, latest_turn = ?, update_time = ?"
+                    " WHERE id = ?",
+                    (
+                        messages[-1].seq,
+                        # The log never holds a turn the dialogue has not reached yet.
+                        max(row["latest_turn"], *(m.turn for m in messages)),
+                        _to_micros(now),
+                        dialogue_id,
+                    ),
+                )
+        return messages
+
+    def read_messages(
+        self,
+        dialogue_id: str,
+        after_seq: int,
+        through_seq: int | None,
+        min_turn: int | None,
+        max_turn: int | None,
+        limit: int | None,
+    ) -> list[Message]:
+        sql, params = select_messages_sql(
+            dialogue_id,
+            after_seq=after_seq,
+            through_seq=through_seq,
+            min_turn=min_turn,
+            max_turn=max_turn,
+            limit=limit,
+        )
+        with _transaction(self._conn):
+            self._require(dialogue_id)
+            return [_message_from_row(row) for row in self._conn.execute(sql, params)]
+
+
+# --- the async store ------------------------------------------------------------------
+
+
+class SQLiteStore:
+    """A `Store` in one SQLite file (or `":memory:"`), for a single server process.
+
+    `clock` gives wall-clock seconds for lease expiry; tests may pass a fake one.
+    """
+
+    def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._executor: ThreadPoolExecutor | None = None
+        self._db: _Database | None = None
+
+    async def _run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._executor is None:
+            raise RuntimeError("the SQLite store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    def _database(self) -> _Database:
+        if self._db is None:
+            raise RuntimeError("the SQLite store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-sqlite")
+        try:
+            # Created on the worker thread: sqlite3 ties a connection to its thread.
+            self._db = await self._run(_Database, self._path, self._clock)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    async def close(self) -> None:
+        executor, db = self._executor, self._db
+        if executor is None:
+            return
+        try:
+            if db is not None:
+                await self._run(db.close)
+        finally:
+            self._executor = self._db = None
+            # The worker is idle once close() ran on it, so this returns at once.
+            executor.shutdown(wait=True)
+
+    async def create_dialogue(self, dialogue: Dialogue) -> Dialogue:
+        return await self._run(self._database().create_dialogue, dialogue)
+
+    async def get_dialogue(self, dialogue_id: str) -> Dialogue:
+        return await self._run(self._database().get_dialogue, dialogue_id)
+
+    async def list_dialogues(self, *, after_id: str, limit: int) -> list[Dialogue]:
+        return await self._run(self._database().list_dialogues, after_id, limit)
+
+    async def update_dialogue(self, dialogue: Dialogue) -> Dialogue:
+        return await self._run(self._database().update_dialogue, dialogue)
+
+    async def delete_dialogue(self, dialogue_id: str) -> None:
+        await self._run(self._database().delete_dialogue, dialogue_id)
+
+    async def add_participant(self, dialogue_id: str, participant: Participant) -> Dialogue:
+        return await self._run(self._database().add_participant, dialogue_id, participant)
+
+    async def remove_participant(self, dialogue_id: str, name: str) -> Dialogue:
+        return await self._run(self._database().remove_participant, dialogue_id, name)
+
+    async def begin_run(self, dialogue_id: str, *, owner: str, ttl: float) -> RunLease:
+        return await self._run(self._database().begin_run, dialogue_id, owner, ttl)
+
+    async def renew_run(self, lease: RunLease, *, ttl: float) -> None:
+        await self._run(self._database().renew_run, lease, ttl)
+
+    async def end_run(self, lease: RunLease) -> None:
+        await self._run(self._database().end_run, lease)
+
+    async def append(
+        self,
+        lease: RunLease,
+        drafts: Sequence[MessageDraft],
+        cursors: Mapping[str, int] | None = None,
+    ) -> list[Message]:
+        return await self._run(self._database().append, lease, drafts, cursors)
+
+    async def read_messages(
+        self,
+        dialogue_id: str,
+        *,
+        after_seq: int = 0,
+        through_seq: int | None = None,
+        min_turn: int | None = None,
+        max_turn: int | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        return await self._run(
+            self._database().read_messages,
+            dialogue_id,
+            after_seq,
+            through_seq,
+            min_turn,
+            max_turn,
+            limit,
+        )
