@@ -29,7 +29,7 @@ from parley.server.engine.model import (
     utcnow,
 )
 from parley.server.engine.reaction import should_react
-from parley.server.engine.session import LEASE_TTL_S, Session, plan_for
+from parley.server.engine.session import LEASE_TTL_S, Session
 from parley.server.engine.validation import (
     Limits,
     Violations,
@@ -197,19 +197,17 @@ class Engine:
         dialogue = dataclasses.replace(
             dialogue, latest_turn=lease.turn, message_count=stored[-1].seq
         )
-        plan = None
-        if should_react(dialogue.reaction_strategy, drafts):
-            model = dialogue.execution_model
-            if run_input.broadcast_override is not None and isinstance(model, Broadcast):
-                model = run_input.broadcast_override
-            plan = plan_for(dialogue, model)
+        model = dialogue.execution_model
+        if run_input.broadcast_override is not None and isinstance(model, Broadcast):
+            model = run_input.broadcast_override
         return Session(
             store=self.store,
             agents=self.agents,
             dialogue=dialogue,
             lease=lease,
             inputs=stored,
-            plan=plan,
+            model=model,
+            react=should_react(dialogue.reaction_strategy, drafts),
         )
 
     @staticmethod

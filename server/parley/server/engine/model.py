@@ -299,6 +299,9 @@ class Dialogue:
     reaction_strategy: ReactionStrategy = ReactionStrategy.ALWAYS
     latest_turn: int = 0
     message_count: int = 0
+    # Agent replies with seq <= mention_cursor have been scanned for @mentions (the
+    # Mentioned model calls whoever later replies mention, once).
+    mention_cursor: int = 0
     create_time: datetime = field(default_factory=utcnow)
     update_time: datetime = field(default_factory=utcnow)
 

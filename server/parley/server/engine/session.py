@@ -31,23 +31,37 @@ from parley.server.agents.registry import AgentRegistry
 from parley.server.engine import delivery
 from parley.server.engine.events import (
     Event,
+    RoutingDecision,
     SessionCompleted,
     SessionEvent,
     SessionStarted,
     TurnCompleted,
     TurnFailed,
 )
+from parley.server.engine.mentions import find_mentions
 from parley.server.engine.model import (
     Broadcast,
     BroadcastOrder,
     Dialogue,
     ExecutionModel,
+    Mentioned,
     Message,
     MessageDraft,
+    Moderated,
     Origin,
     Participant,
+    Persona,
     Sequential,
+    Speaker,
+    SpeakerKind,
     utcnow,
+)
+from parley.server.engine.moderation import (
+    MODERATOR_ROLE,
+    RECENT_MESSAGES,
+    ModerationError,
+    parse_decision,
+    render_moderator_prompt,
 )
 from parley.server.engine.prompts import render_prompt, render_system
 from parley.server.store.protocol import RunLease, Store
@@ -55,6 +69,8 @@ from parley.server.store.protocol import RunLease, Store
 logger = logging.getLogger(__name__)
 
 LEASE_TTL_S: Final = 30.0
+# participant_index of the moderator's TurnFailed: it is not a participant.
+MODERATOR_INDEX: Final = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +94,16 @@ def ordered(participants: Sequence[Participant], names: Sequence[str]) -> list[P
     return first + [p for p in participants if p.name not in names]
 
 
-def plan_for(dialogue: Dialogue, model: ExecutionModel) -> RunPlan:
+def plan_for(
+    dialogue: Dialogue, model: ExecutionModel, mentioned: set[str] | None = None
+) -> RunPlan:
+    """The plan for a resolved model (not Moderated); `mentioned` serves Mentioned."""
     participants = dialogue.participants
     match model:
+        case Mentioned():
+            called = tuple(p for p in participants if p.name in (mentioned or set()))
+            # With no mention everyone is called: the broadcast fallback.
+            return RunPlan(model, called or participants, False, None)
         case Sequential(order=order):
             return RunPlan(model, tuple(ordered(participants, order)), True, None)
         case Broadcast(order=BroadcastOrder.COMPLETION):
@@ -90,7 +113,7 @@ def plan_for(dialogue: Dialogue, model: ExecutionModel) -> RunPlan:
         case Broadcast(order=BroadcastOrder.EXPLICIT, explicit_order=names):
             emission = tuple(dialogue.index_of(p.name) for p in ordered(participants, names))
             return RunPlan(model, participants, False, emission)
-    raise NotImplementedError(f"execution model {type(model).__name__} is not supported yet")
+    raise ValueError(f"{type(model).__name__} must be resolved before planning")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,19 +157,24 @@ class Session:
         dialogue: Dialogue,
         lease: RunLease,
         inputs: Sequence[Message],
-        plan: RunPlan | None,
+        model: ExecutionModel,
+        react: bool,
     ) -> None:
         self._store = store
         self._agents = agents
         self._dialogue = dialogue
         self._lease = lease
         self._inputs = tuple(inputs)
-        # None: the reaction strategy says this input calls for no replies.
-        self._plan = plan
-        called = len(plan.called) if plan else 0
-        # Bounded by construction: a run emits at most one event per participant called
-        # plus SessionStarted, RoutingDecision, SessionCompleted and the end marker.
-        self._queue: asyncio.Queue[SessionEvent | _End | _Crash] = asyncio.Queue(maxsize=called + 4)
+        self._model = model
+        # False: the reaction strategy says this input calls for no replies.
+        self._react = react
+        # Set when a Mentioned run has scanned new replies; stored with the next append.
+        self._mention_cursor: int | None = None
+        # Bounded by construction: a run emits at most one event per participant, one
+        # for the moderator, SessionStarted, SessionCompleted and the end marker.
+        self._queue: asyncio.Queue[SessionEvent | _End | _Crash] = asyncio.Queue(
+            maxsize=len(dialogue.participants) + 4
+        )
         self._sequence = 0
         self._driver: asyncio.Task[None] | None = None
         self._window = delivery.LogWindow((), 0)
@@ -225,21 +253,87 @@ class Session:
             await self._store.renew_run(self._lease, ttl=LEASE_TTL_S)
 
     async def _run(self) -> None:
-        plan = self._plan
         input_seqs = tuple(m.seq for m in self._inputs)
-        if plan is None:
-            self._emit(SessionStarted((), self._dialogue.execution_model, input_seqs))
+        if not self._react:
+            self._emit(SessionStarted((), self._model, input_seqs))
             self._emit(SessionCompleted(0, 0))
             return
+        model, decision = self._model, None
+        if isinstance(model, Moderated):
+            model, decision = await self._moderate(model)
+        plan = await self._plan(model)
         self._emit(
             SessionStarted(tuple(p.name for p in plan.called), plan.execution_model, input_seqs)
         )
+        turns = failures = 0
+        if decision is not None:
+            self._emit(decision)
+            turns, failures = _count(decision, turns, failures)
         await self._load_window(plan.called)
         if plan.sequential:
-            turns, failures = await self._run_sequential(plan.called)
+            counts = await self._run_sequential(plan.called)
         else:
-            turns, failures = await self._run_concurrent(plan.called, plan.emission)
-        self._emit(SessionCompleted(turns, failures))
+            counts = await self._run_concurrent(plan.called, plan.emission)
+        if self._mention_cursor is not None:  # no reply carried it to the store
+            await self._store.append(self._lease, [], mention_cursor=self._mention_cursor)
+        self._emit(SessionCompleted(turns + counts[0], failures + counts[1]))
+
+    async def _plan(self, model: ExecutionModel) -> RunPlan:
+        if not isinstance(model, Mentioned):
+            return plan_for(self._dialogue, model)
+        # Scan this turn's input and the agent replies no run has scanned yet.
+        first_input = self._inputs[0].seq
+        unscanned = await self._store.read_messages(
+            self.dialogue_id,
+            after_seq=self._dialogue.mention_cursor,
+            through_seq=first_input - 1,
+        )
+        texts = [m.content for m in unscanned if m.speaker.kind is SpeakerKind.AGENT]
+        texts.extend(m.content for m in self._inputs)
+        names = [p.name for p in self._dialogue.participants]
+        self._mention_cursor = self._inputs[-1].seq
+        return plan_for(self._dialogue, model, find_mentions(texts, names, model.strategy))
+
+    async def _moderate(
+        self, moderated: Moderated
+    ) -> tuple[ExecutionModel, RoutingDecision | TurnFailed]:
+        """Asks the moderator for this run's model; falls back to broadcast on failure."""
+        first_input = self._inputs[0].seq
+        recent = await self._store.read_messages(
+            self.dialogue_id,
+            after_seq=max(first_input - 1 - RECENT_MESSAGES, 0),
+            through_seq=first_input - 1,
+        )
+        prompt = render_moderator_prompt(self._dialogue, recent, self._inputs)
+        call = AgentCall(
+            dialogue_id=self.dialogue_id,
+            turn=self.turn,
+            persona=Persona(moderated.agent, MODERATOR_ROLE),
+            participant_index=MODERATOR_INDEX,
+            options=moderated.agent_options,
+            delivered=self._inputs,
+            prompt=prompt,
+            system=prompt,
+        )
+        outcome = await self._invoke(moderated.agent, call)
+        if isinstance(outcome, AgentReply):
+            try:
+                model = parse_decision(outcome.content, self._dialogue)
+            except ModerationError as error:
+                outcome = AgentFailure("MODERATOR_BAD_DECISION", str(error))
+            else:
+                return model, RoutingDecision(model, outcome.content)
+        logger.info("moderator of %s failed (%s): broadcasting", self.dialogue_id, outcome.code)
+        speaker = Speaker(SpeakerKind.AGENT, moderated.agent, MODERATOR_ROLE)
+        failed = TurnFailed(
+            speaker,
+            MODERATOR_INDEX,
+            outcome.code,
+            outcome.message,
+            outcome.retryable,
+            outcome.attempts,
+        )
+        return Broadcast(), failed
 
     def _emit(self, event: Event) -> None:
         self._sequence += 1
@@ -281,16 +375,6 @@ class Session:
         """Calls one participant; every failure becomes a `_Failed`, never an exception."""
         index = self._dialogue.index_of(participant.name)
         started = time.monotonic()
-        profile = self._agents.profile(participant.agent)
-        if profile is None or not profile.available:
-            return _Failed(
-                participant,
-                index,
-                AgentFailure(
-                    "AGENT_UNAVAILABLE",
-                    f"agent profile {participant.agent!r} is not available on this server",
-                ),
-            )
         call = AgentCall(
             dialogue_id=self.dialogue_id,
             turn=self.turn,
@@ -301,23 +385,30 @@ class Session:
             prompt=render_prompt(self._dialogue, participant, delivered),
             system=render_system(self._dialogue, participant),
         )
+        outcome = await self._invoke(participant.agent, call)
+        if isinstance(outcome, AgentFailure):
+            return _Failed(participant, index, outcome)
+        return _Replied(participant, index, outcome, through, started)
+
+    async def _invoke(self, agent: str, call: AgentCall) -> AgentReply | AgentFailure:
+        """One agent call under its profile's timeout; failures are returned, not raised."""
+        profile = self._agents.profile(agent)
+        if profile is None or not profile.available:
+            return AgentFailure(
+                "AGENT_UNAVAILABLE", f"agent profile {agent!r} is not available on this server"
+            )
         try:
             async with asyncio.timeout(profile.timeout):
-                reply = await self._agents.agent(participant.agent).execute(call)
+                return await self._agents.agent(agent).execute(call)
         except AgentFailure as failure:
-            return _Failed(participant, index, failure)
+            return failure
         except TimeoutError:
-            return _Failed(
-                participant,
-                index,
-                AgentFailure(
-                    "AGENT_TIMEOUT", f"no reply within {profile.timeout:g} s", retryable=True
-                ),
+            return AgentFailure(
+                "AGENT_TIMEOUT", f"no reply within {profile.timeout:g} s", retryable=True
             )
         except Exception:
-            logger.exception("agent %r failed for %s", participant.agent, participant.name)
-            return _Failed(participant, index, AgentFailure("AGENT_ERROR", "the agent call failed"))
-        return _Replied(participant, index, reply, through, started)
+            logger.exception("agent profile %r failed for %s", agent, call.persona.name)
+            return AgentFailure("AGENT_ERROR", "the agent call failed")
 
     async def _store_replies(self, outcomes: Sequence[_Outcome]) -> dict[int, Event]:
         """Appends the replies among `outcomes` in one transaction; returns their events."""
@@ -333,7 +424,12 @@ class Session:
             for o in replies
         ]
         cursors = {o.participant.name: o.delivered_through for o in replies}
-        stored = await self._store.append(self._lease, drafts, cursors) if drafts else []
+        stored: list[Message] = []
+        if drafts:
+            stored = await self._store.append(
+                self._lease, drafts, cursors, mention_cursor=self._mention_cursor
+            )
+            self._mention_cursor = None
         self._window.extend(stored)
         now = time.monotonic()
         events: dict[int, Event] = {}

@@ -151,8 +151,15 @@ def check_execution_model(
             check_broadcast(model, known, f"{field}.broadcast", out)
         case Sequential(order=order):
             check_names_known(order, known, f"{field}.sequential.order", out)
-        case Mentioned() | Moderated():
-            out.add(field, "mentioned and moderator execution models are not available yet")
+        case Mentioned():
+            pass
+        case Moderated(agent=agent, agent_options=options):
+            if not agent:
+                out.add(f"{field}.moderator.agent", "is required (an agent profile name)")
+            elif agents.profile(agent) is None:
+                out.add(f"{field}.moderator.agent", f"unknown agent profile {agent!r}")
+            else:
+                check_agent_options(agent, options, f"{field}.moderator.agent_options", agents, out)
 
 
 def check_dialogue(

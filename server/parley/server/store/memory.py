@@ -203,6 +203,8 @@ class MemoryStore:
         lease: RunLease,
         drafts: Sequence[MessageDraft],
         cursors: Mapping[str, int] | None = None,
+        *,
+        mention_cursor: int | None = None,
     ) -> list[Message]:
         record, _ = self._current(lease)
         now = utcnow()
@@ -226,6 +228,8 @@ class MemoryStore:
                     for p in dialogue.participants
                 ),
             )
+        if mention_cursor is not None:
+            dialogue = replace(dialogue, mention_cursor=mention_cursor)
         if messages:
             dialogue = replace(
                 dialogue,

@@ -89,12 +89,16 @@ class Store(Protocol):
         lease: RunLease,
         drafts: Sequence[MessageDraft],
         cursors: Mapping[str, int] | None = None,
+        *,
+        mention_cursor: int | None = None,
     ) -> list[Message]:
         """Appends messages and moves delivery cursors in one transaction.
 
         Seqs are assigned consecutively after the current last seq. `cursors` maps
         participant names to their new cursor; names no longer in the dialogue are
-        ignored. Raises `LeaseLost` when `lease` is no longer current.
+        ignored. `mention_cursor`, when given, replaces the dialogue's mention cursor.
+        `drafts` may be empty to move cursors alone. Raises `LeaseLost` when `lease` is
+        no longer current.
         """
         ...
 

@@ -60,6 +60,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             reaction_strategy TEXT NOT NULL,
             latest_turn       INTEGER NOT NULL,
             message_count     INTEGER NOT NULL DEFAULT 0,  -- also the last seq
+            mention_cursor    INTEGER NOT NULL DEFAULT 0,  -- replies scanned for @mentions
             next_position     INTEGER NOT NULL DEFAULT 0,  -- positions are never reused
             lease_owner       TEXT,                      -- NULL: no run holds the lease
             lease_token       INTEGER NOT NULL DEFAULT 0,  -- the last token granted here
@@ -102,7 +103,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (dialogue_id, seq)
         )
         """,
-        "CREATE INDEX IF NOT EXISTS messages_by_turn ON messages (dialogue_id, turn)",
+        "CREATE INDEX IF NOT EXISTS messages_by_turn ON messages (dialogue_id, turn, seq)",
         # Fencing tokens come from one store-wide counter, so a stale lease on a deleted
         # dialogue never matches a lease on a new dialogue that reuses the id.
         """
@@ -195,6 +196,7 @@ def _dialogue_from_row(row: sqlite3.Row, participants: Sequence[Participant]) ->
         reaction_strategy=ReactionStrategy(row["reaction_strategy"]),
         latest_turn=row["latest_turn"],
         message_count=row["message_count"],
+        mention_cursor=row["mention_cursor"],
         create_time=_from_micros(row["create_time"]),
         update_time=_from_micros(row["update_time"]),
     )
@@ -264,14 +266,13 @@ def select_messages_sql(
 ) -> tuple[str, list[object]]:
     """The query for `read_messages`, pinned to the index that bounds its cost.
 
-    A seq range walks the primary key. Turn bounds alone walk `messages_by_turn`,
-    named explicitly because the planner would otherwise prefer the primary key for its
-    order and filter the whole log. With both, the seq range leads: turns grow with seq,
-    so the rows it walks past are few.
+    An index walk costs what lies between where it starts and where it stops. `after_seq`
+    starts the primary-key walk right where the caller wants; without it, turn bounds
+    (a joining window) walk `messages_by_turn` instead, which the planner would not pick
+    on its own since the primary key already yields seq order. That index carries seq,
+    so `through_seq` filters inside it.
     """
-    has_seq_bounds = after_seq > 0 or through_seq is not None
-    has_turn_bounds = min_turn is not None or max_turn is not None
-    by_turn = has_turn_bounds and not has_seq_bounds
+    by_turn = after_seq <= 0 and (min_turn is not None or max_turn is not None)
     clauses = ["dialogue_id = ?"]
     params: list[object] = [dialogue_id]
     if not by_turn:
@@ -566,6 +567,7 @@ class _Database:
         lease: RunLease,
         drafts: Sequence[MessageDraft],
         cursors: Mapping[str, int] | None,
+        mention_cursor: int | None,
     ) -> list[Message]:
         conn = self._conn
         dialogue_id = lease.dialogue_id
@@ -591,6 +593,11 @@ class _Database:
                 conn.executemany(
                     "UPDATE participants SET cursor = ? WHERE dialogue_id = ? AND name = ?",
                     ((cursor, dialogue_id, name) for name, cursor in cursors.items()),
+                )
+            if mention_cursor is not None:
+                conn.execute(
+                    "UPDATE dialogues SET mention_cursor = ? WHERE id = ?",
+                    (mention_cursor, dialogue_id),
                 )
             if messages:
                 conn.execute(
@@ -713,8 +720,10 @@ class SQLiteStore:
         lease: RunLease,
         drafts: Sequence[MessageDraft],
         cursors: Mapping[str, int] | None = None,
+        *,
+        mention_cursor: int | None = None,
     ) -> list[Message]:
-        return await self._run(self._database().append, lease, drafts, cursors)
+        return await self._run(self._database().append, lease, drafts, cursors, mention_cursor)
 
     async def read_messages(
         self,
