@@ -69,6 +69,18 @@ class TalkStyle(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TALK_STYLE_REVIEW: _ClassVar[TalkStyle]
     TALK_STYLE_PLANNING: _ClassVar[TalkStyle]
     TALK_STYLE_RESEARCH: _ClassVar[TalkStyle]
+
+class HistoryFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HISTORY_FORMAT_UNSPECIFIED: _ClassVar[HistoryFormat]
+    HISTORY_FORMAT_LLM_TOOLKIT_JSON: _ClassVar[HistoryFormat]
+    HISTORY_FORMAT_FULL_JSON: _ClassVar[HistoryFormat]
+
+class ImportMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMPORT_MODE_UNSPECIFIED: _ClassVar[ImportMode]
+    IMPORT_MODE_AS_MESSAGES: _ClassVar[ImportMode]
+    IMPORT_MODE_AS_SYSTEM_PROMPT: _ClassVar[ImportMode]
 SPEAKER_KIND_UNSPECIFIED: SpeakerKind
 SPEAKER_KIND_SYSTEM: SpeakerKind
 SPEAKER_KIND_USER: SpeakerKind
@@ -106,6 +118,12 @@ TALK_STYLE_PROBLEM_SOLVING: TalkStyle
 TALK_STYLE_REVIEW: TalkStyle
 TALK_STYLE_PLANNING: TalkStyle
 TALK_STYLE_RESEARCH: TalkStyle
+HISTORY_FORMAT_UNSPECIFIED: HistoryFormat
+HISTORY_FORMAT_LLM_TOOLKIT_JSON: HistoryFormat
+HISTORY_FORMAT_FULL_JSON: HistoryFormat
+IMPORT_MODE_UNSPECIFIED: ImportMode
+IMPORT_MODE_AS_MESSAGES: ImportMode
+IMPORT_MODE_AS_SYSTEM_PROMPT: ImportMode
 
 class Dialogue(_message.Message):
     __slots__ = ("name", "display_name", "participants", "execution_model", "context", "reaction_strategy", "latest_turn", "message_count", "create_time", "update_time")
@@ -589,3 +607,27 @@ class ListMessagesResponse(_message.Message):
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     next_page_token: str
     def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ExportHistoryRequest(_message.Message):
+    __slots__ = ("dialogue", "format")
+    DIALOGUE_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    dialogue: str
+    format: HistoryFormat
+    def __init__(self, dialogue: _Optional[str] = ..., format: _Optional[_Union[HistoryFormat, str]] = ...) -> None: ...
+
+class ExportHistoryResponse(_message.Message):
+    __slots__ = ("content",)
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    content: str
+    def __init__(self, content: _Optional[str] = ...) -> None: ...
+
+class ImportHistoryRequest(_message.Message):
+    __slots__ = ("dialogue", "content", "mode")
+    DIALOGUE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    dialogue: str
+    content: str
+    mode: ImportMode
+    def __init__(self, dialogue: _Optional[str] = ..., content: _Optional[str] = ..., mode: _Optional[_Union[ImportMode, str]] = ...) -> None: ...

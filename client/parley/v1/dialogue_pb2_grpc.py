@@ -90,6 +90,16 @@ class DialogueServiceStub:
                 request_serializer=parley_dot_v1_dot_dialogue__pb2.ListMessagesRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_dialogue__pb2.ListMessagesResponse.FromString,
                 _registered_method=True)
+        self.ExportHistory = channel.unary_unary(
+                '/parley.v1.DialogueService/ExportHistory',
+                request_serializer=parley_dot_v1_dot_dialogue__pb2.ExportHistoryRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_dialogue__pb2.ExportHistoryResponse.FromString,
+                _registered_method=True)
+        self.ImportHistory = channel.unary_unary(
+                '/parley.v1.DialogueService/ImportHistory',
+                request_serializer=parley_dot_v1_dot_dialogue__pb2.ImportHistoryRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_dialogue__pb2.Dialogue.FromString,
+                _registered_method=True)
 
 
 class DialogueServiceServicer:
@@ -178,6 +188,22 @@ class DialogueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportHistory(self, request, context):
+        """Returns the whole log as a JSON document (llm-toolkit's history format or Parley's
+        full format).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportHistory(self, request, context):
+        """Imports a history into a dialogue whose log is empty (FAILED_PRECONDITION with
+        reason LOG_NOT_EMPTY otherwise), as messages or as a system-prompt preface.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DialogueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -230,6 +256,16 @@ def add_DialogueServiceServicer_to_server(servicer, server):
                     servicer.ListMessages,
                     request_deserializer=parley_dot_v1_dot_dialogue__pb2.ListMessagesRequest.FromString,
                     response_serializer=parley_dot_v1_dot_dialogue__pb2.ListMessagesResponse.SerializeToString,
+            ),
+            'ExportHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportHistory,
+                    request_deserializer=parley_dot_v1_dot_dialogue__pb2.ExportHistoryRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_dialogue__pb2.ExportHistoryResponse.SerializeToString,
+            ),
+            'ImportHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportHistory,
+                    request_deserializer=parley_dot_v1_dot_dialogue__pb2.ImportHistoryRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_dialogue__pb2.Dialogue.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -508,6 +544,60 @@ class DialogueService:
             '/parley.v1.DialogueService/ListMessages',
             parley_dot_v1_dot_dialogue__pb2.ListMessagesRequest.SerializeToString,
             parley_dot_v1_dot_dialogue__pb2.ListMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.DialogueService/ExportHistory',
+            parley_dot_v1_dot_dialogue__pb2.ExportHistoryRequest.SerializeToString,
+            parley_dot_v1_dot_dialogue__pb2.ExportHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.DialogueService/ImportHistory',
+            parley_dot_v1_dot_dialogue__pb2.ImportHistoryRequest.SerializeToString,
+            parley_dot_v1_dot_dialogue__pb2.Dialogue.FromString,
             options,
             channel_credentials,
             insecure,

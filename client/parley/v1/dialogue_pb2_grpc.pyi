@@ -76,6 +76,14 @@ class DialogueServiceStub:
     """RunSession collected into one response: same engine, same rules."""
     ListMessages: _grpc.UnaryUnaryMultiCallable[_dialogue_pb2.ListMessagesRequest, _dialogue_pb2.ListMessagesResponse]
     """Pages through the message log in `seq` order."""
+    ExportHistory: _grpc.UnaryUnaryMultiCallable[_dialogue_pb2.ExportHistoryRequest, _dialogue_pb2.ExportHistoryResponse]
+    """Returns the whole log as a JSON document (llm-toolkit's history format or Parley's
+    full format).
+    """
+    ImportHistory: _grpc.UnaryUnaryMultiCallable[_dialogue_pb2.ImportHistoryRequest, _dialogue_pb2.Dialogue]
+    """Imports a history into a dialogue whose log is empty (FAILED_PRECONDITION with
+    reason LOG_NOT_EMPTY otherwise), as messages or as a system-prompt preface.
+    """
 
 @_typing.type_check_only
 class DialogueServiceAsyncStub(DialogueServiceStub):
@@ -119,6 +127,14 @@ class DialogueServiceAsyncStub(DialogueServiceStub):
     """RunSession collected into one response: same engine, same rules."""
     ListMessages: _aio.UnaryUnaryMultiCallable[_dialogue_pb2.ListMessagesRequest, _dialogue_pb2.ListMessagesResponse]  # type: ignore[assignment]
     """Pages through the message log in `seq` order."""
+    ExportHistory: _aio.UnaryUnaryMultiCallable[_dialogue_pb2.ExportHistoryRequest, _dialogue_pb2.ExportHistoryResponse]  # type: ignore[assignment]
+    """Returns the whole log as a JSON document (llm-toolkit's history format or Parley's
+    full format).
+    """
+    ImportHistory: _aio.UnaryUnaryMultiCallable[_dialogue_pb2.ImportHistoryRequest, _dialogue_pb2.Dialogue]  # type: ignore[assignment]
+    """Imports a history into a dialogue whose log is empty (FAILED_PRECONDITION with
+    reason LOG_NOT_EMPTY otherwise), as messages or as a system-prompt preface.
+    """
 
 class DialogueServiceServicer(metaclass=_abc_1.ABCMeta):
     """DialogueService creates dialogues, runs them and reads their logs.
@@ -219,5 +235,25 @@ class DialogueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dialogue_pb2.ListMessagesResponse, _abc.Awaitable[_dialogue_pb2.ListMessagesResponse]]:
         """Pages through the message log in `seq` order."""
+
+    @_abc_1.abstractmethod
+    def ExportHistory(
+        self,
+        request: _dialogue_pb2.ExportHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dialogue_pb2.ExportHistoryResponse, _abc.Awaitable[_dialogue_pb2.ExportHistoryResponse]]:
+        """Returns the whole log as a JSON document (llm-toolkit's history format or Parley's
+        full format).
+        """
+
+    @_abc_1.abstractmethod
+    def ImportHistory(
+        self,
+        request: _dialogue_pb2.ImportHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dialogue_pb2.Dialogue, _abc.Awaitable[_dialogue_pb2.Dialogue]]:
+        """Imports a history into a dialogue whose log is empty (FAILED_PRECONDITION with
+        reason LOG_NOT_EMPTY otherwise), as messages or as a system-prompt preface.
+        """
 
 def add_DialogueServiceServicer_to_server(servicer: DialogueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

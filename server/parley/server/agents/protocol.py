@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from parley.server.engine.conversation import ChatMessage
 from parley.server.engine.model import Message, Persona, Usage
+
+
+async def _no_history() -> Sequence[ChatMessage]:
+    return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +20,9 @@ class AgentCall:
 
     `delivered` holds the messages this participant has not seen yet, in log order (its
     own replies excluded). `prompt` and `system` are the rendered single-text and system
-    forms; chat backends rebuild the private conversation from the log when they need it.
+    forms. Chat backends await `history()` for the participant's earlier exchanges
+    (rebuilt from the log only when asked) and send `chat_messages(system, history,
+    delivered)`.
     """
 
     dialogue_id: str
@@ -26,6 +33,7 @@ class AgentCall:
     delivered: Sequence[Message]
     prompt: str
     system: str
+    history: Callable[[], Awaitable[Sequence[ChatMessage]]] = _no_history
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from parley.server.api import mapping
 from parley.server.api.errors import streaming, unary
 from parley.server.engine import events
 from parley.server.engine.engine import Engine
+from parley.server.engine.history import HistoryFormat, ImportMode
 from parley.server.engine.session import Session
 from parley.server.engine.validation import Violations
 from parley.v1 import dialogue_pb2 as pb
@@ -155,6 +156,32 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         return pb.ListMessagesResponse(
             messages=[mapping.message_to_proto(m) for m in page], next_page_token=token
         )
+
+    @unary
+    async def ExportHistory(
+        self, request: pb.ExportHistoryRequest, context: Context
+    ) -> pb.ExportHistoryResponse:
+        out = Violations()
+        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        fmt = mapping.enum_from_proto(
+            mapping.HISTORY_FORMATS, request.format, HistoryFormat.LLM_TOOLKIT_JSON, "format", out
+        )
+        out.raise_if_any()
+        content = await self._engine.export_history(dialogue_id, fmt)
+        return pb.ExportHistoryResponse(content=content)
+
+    @unary
+    async def ImportHistory(
+        self, request: pb.ImportHistoryRequest, context: Context
+    ) -> pb.Dialogue:
+        out = Violations()
+        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        mode = mapping.enum_from_proto(
+            mapping.IMPORT_MODES, request.mode, ImportMode.AS_MESSAGES, "mode", out
+        )
+        out.raise_if_any()
+        dialogue = await self._engine.import_history(dialogue_id, request.content, mode)
+        return mapping.dialogue_to_proto(dialogue)
 
 
 def _collect(dialogue_id: str, envelopes: list[events.SessionEvent]) -> pb.RunResponse:

@@ -19,6 +19,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from parley.server.engine import events
 from parley.server.engine.engine import RunInput
+from parley.server.engine.history import HistoryFormat, ImportMode
 from parley.server.engine.model import (
     DEFAULT_RECENT_TURNS,
     Attachment,
@@ -103,6 +104,15 @@ TALK_STYLES = {
     pb.TALK_STYLE_REVIEW: TalkStyle.REVIEW,
     pb.TALK_STYLE_PLANNING: TalkStyle.PLANNING,
     pb.TALK_STYLE_RESEARCH: TalkStyle.RESEARCH,
+}
+
+HISTORY_FORMATS = {
+    pb.HISTORY_FORMAT_LLM_TOOLKIT_JSON: HistoryFormat.LLM_TOOLKIT_JSON,
+    pb.HISTORY_FORMAT_FULL_JSON: HistoryFormat.FULL_JSON,
+}
+IMPORT_MODES = {
+    pb.IMPORT_MODE_AS_MESSAGES: ImportMode.AS_MESSAGES,
+    pb.IMPORT_MODE_AS_SYSTEM_PROMPT: ImportMode.AS_SYSTEM_PROMPT,
 }
 
 

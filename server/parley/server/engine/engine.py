@@ -12,11 +12,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from parley.server.agents.registry import AgentRegistry
-from parley.server.engine.errors import InvalidArgument, ResourceExhausted
+from parley.server.engine.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from parley.server.engine.history import (
+    HistoryFormat,
+    ImportMode,
+    export_history,
+    parse_history,
+    render_history_preface,
+)
 from parley.server.engine.model import (
     Attachment,
     Broadcast,
     Dialogue,
+    DialogueContext,
     InputMessage,
     JoiningStrategy,
     Message,
@@ -55,6 +63,14 @@ class RunInput:
     # The speaker of `text`; None means the System speaker.
     speaker: Speaker | None = None
     broadcast_override: Broadcast | None = None
+
+
+def _require_empty_log(dialogue: Dialogue) -> None:
+    if dialogue.message_count:
+        raise FailedPrecondition(
+            f"dialogue {dialogue.id!r} already has messages: import into a new dialogue",
+            reason="LOG_NOT_EMPTY",
+        )
 
 
 def normalize_speaker(speaker: Speaker) -> Speaker:
@@ -160,6 +176,43 @@ class Engine:
     ) -> list[Message]:
         await self.store.get_dialogue(dialogue_id)  # NOT_FOUND for unknown dialogues
         return await self.store.read_messages(dialogue_id, after_seq=after_seq, limit=page_size)
+
+    # --- history ---------------------------------------------------------------------
+
+    async def export_history(self, dialogue_id: str, fmt: HistoryFormat) -> str:
+        await self.store.get_dialogue(dialogue_id)  # NOT_FOUND for unknown dialogues
+        return export_history(await self.store.read_messages(dialogue_id), fmt)
+
+    async def import_history(self, dialogue_id: str, content: str, mode: ImportMode) -> Dialogue:
+        """Imports a history into a dialogue whose log is empty.
+
+        AS_MESSAGES stores the messages, counted as delivered to every participant
+        present; AS_SYSTEM_PROMPT renders them into the context instead.
+        """
+        drafts = parse_history(content)
+        dialogue = await self.store.get_dialogue(dialogue_id)
+        _require_empty_log(dialogue)
+        if mode is ImportMode.AS_SYSTEM_PROMPT:
+            if not drafts:
+                return dialogue
+            context = dialogue.context or DialogueContext()
+            preface = render_history_preface(drafts, utcnow())
+            context = dataclasses.replace(
+                context, additional_context=(*context.additional_context, preface)
+            )
+            return await self.store.update_dialogue(
+                dataclasses.replace(dialogue, context=context, update_time=utcnow())
+            )
+        lease = await self.store.begin_run(dialogue_id, owner=self.owner, ttl=LEASE_TTL_S)
+        try:
+            dialogue = await self.store.get_dialogue(dialogue_id)
+            _require_empty_log(dialogue)
+            head = len(drafts)
+            cursors = {p.name: head for p in dialogue.participants if p.cursor is not None}
+            await self.store.append(lease, drafts, cursors)
+        finally:
+            await self.store.end_run(lease)
+        return await self.store.get_dialogue(dialogue_id)
 
     # --- runs ------------------------------------------------------------------------
 

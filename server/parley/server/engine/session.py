@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -29,6 +30,7 @@ from typing import Final
 from parley.server.agents.protocol import AgentCall, AgentFailure, AgentReply
 from parley.server.agents.registry import AgentRegistry
 from parley.server.engine import delivery
+from parley.server.engine.conversation import ChatMessage, private_conversation
 from parley.server.engine.events import (
     Event,
     RoutingDecision,
@@ -384,11 +386,17 @@ class Session:
             delivered=delivered,
             prompt=render_prompt(self._dialogue, participant, delivered),
             system=render_system(self._dialogue, participant),
+            history=functools.partial(self._history, participant),
         )
         outcome = await self._invoke(participant.agent, call)
         if isinstance(outcome, AgentFailure):
             return _Failed(participant, index, outcome)
         return _Replied(participant, index, outcome, through, started)
+
+    async def _history(self, participant: Participant) -> list[ChatMessage]:
+        cursor = participant.cursor or 0
+        log = await self._store.read_messages(self.dialogue_id, through_seq=cursor)
+        return private_conversation(log, participant.name, participant.joining_strategy)
 
     async def _invoke(self, agent: str, call: AgentCall) -> AgentReply | AgentFailure:
         """One agent call under its profile's timeout; failures are returned, not raised."""
