@@ -70,6 +70,12 @@ class TalkStyle(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TALK_STYLE_PLANNING: _ClassVar[TalkStyle]
     TALK_STYLE_RESEARCH: _ClassVar[TalkStyle]
 
+class IfBusy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IF_BUSY_UNSPECIFIED: _ClassVar[IfBusy]
+    IF_BUSY_REJECT: _ClassVar[IfBusy]
+    IF_BUSY_QUEUE: _ClassVar[IfBusy]
+
 class HistoryFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     HISTORY_FORMAT_UNSPECIFIED: _ClassVar[HistoryFormat]
@@ -81,6 +87,12 @@ class ImportMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IMPORT_MODE_UNSPECIFIED: _ClassVar[ImportMode]
     IMPORT_MODE_AS_MESSAGES: _ClassVar[ImportMode]
     IMPORT_MODE_AS_SYSTEM_PROMPT: _ClassVar[ImportMode]
+
+class CancelMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CANCEL_MODE_UNSPECIFIED: _ClassVar[CancelMode]
+    CANCEL_MODE_IMMEDIATE: _ClassVar[CancelMode]
+    CANCEL_MODE_AFTER_TURN: _ClassVar[CancelMode]
 SPEAKER_KIND_UNSPECIFIED: SpeakerKind
 SPEAKER_KIND_SYSTEM: SpeakerKind
 SPEAKER_KIND_USER: SpeakerKind
@@ -118,12 +130,18 @@ TALK_STYLE_PROBLEM_SOLVING: TalkStyle
 TALK_STYLE_REVIEW: TalkStyle
 TALK_STYLE_PLANNING: TalkStyle
 TALK_STYLE_RESEARCH: TalkStyle
+IF_BUSY_UNSPECIFIED: IfBusy
+IF_BUSY_REJECT: IfBusy
+IF_BUSY_QUEUE: IfBusy
 HISTORY_FORMAT_UNSPECIFIED: HistoryFormat
 HISTORY_FORMAT_LLM_TOOLKIT_JSON: HistoryFormat
 HISTORY_FORMAT_FULL_JSON: HistoryFormat
 IMPORT_MODE_UNSPECIFIED: ImportMode
 IMPORT_MODE_AS_MESSAGES: ImportMode
 IMPORT_MODE_AS_SYSTEM_PROMPT: ImportMode
+CANCEL_MODE_UNSPECIFIED: CancelMode
+CANCEL_MODE_IMMEDIATE: CancelMode
+CANCEL_MODE_AFTER_TURN: CancelMode
 
 class Dialogue(_message.Message):
     __slots__ = ("name", "display_name", "participants", "execution_model", "context", "reaction_strategy", "latest_turn", "message_count", "create_time", "update_time")
@@ -465,20 +483,24 @@ class InputMessage(_message.Message):
     def __init__(self, speaker: _Optional[_Union[Speaker, _Mapping]] = ..., content: _Optional[str] = ..., type: _Optional[_Union[MessageType, str]] = ..., custom_type: _Optional[str] = ..., attachments: _Optional[_Iterable[_Union[Attachment, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RunSessionRequest(_message.Message):
-    __slots__ = ("dialogue", "text", "messages", "attachments", "broadcast_order_override", "speaker")
+    __slots__ = ("dialogue", "text", "messages", "attachments", "broadcast_order_override", "speaker", "if_busy", "queue_timeout")
     DIALOGUE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
     BROADCAST_ORDER_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
     SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    IF_BUSY_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     dialogue: str
     text: str
     messages: _containers.RepeatedCompositeFieldContainer[InputMessage]
     attachments: _containers.RepeatedCompositeFieldContainer[Attachment]
     broadcast_order_override: Broadcast
     speaker: Speaker
-    def __init__(self, dialogue: _Optional[str] = ..., text: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[InputMessage, _Mapping]]] = ..., attachments: _Optional[_Iterable[_Union[Attachment, _Mapping]]] = ..., broadcast_order_override: _Optional[_Union[Broadcast, _Mapping]] = ..., speaker: _Optional[_Union[Speaker, _Mapping]] = ...) -> None: ...
+    if_busy: IfBusy
+    queue_timeout: _duration_pb2.Duration
+    def __init__(self, dialogue: _Optional[str] = ..., text: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[InputMessage, _Mapping]]] = ..., attachments: _Optional[_Iterable[_Union[Attachment, _Mapping]]] = ..., broadcast_order_override: _Optional[_Union[Broadcast, _Mapping]] = ..., speaker: _Optional[_Union[Speaker, _Mapping]] = ..., if_busy: _Optional[_Union[IfBusy, str]] = ..., queue_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SessionStarted(_message.Message):
     __slots__ = ("participants", "execution_model", "input_seqs")
@@ -631,3 +653,59 @@ class ImportHistoryRequest(_message.Message):
     content: str
     mode: ImportMode
     def __init__(self, dialogue: _Optional[str] = ..., content: _Optional[str] = ..., mode: _Optional[_Union[ImportMode, str]] = ...) -> None: ...
+
+class WatchDialogueRequest(_message.Message):
+    __slots__ = ("dialogue", "after_seq")
+    DIALOGUE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    dialogue: str
+    after_seq: int
+    def __init__(self, dialogue: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
+
+class WatchDialogueResponse(_message.Message):
+    __slots__ = ("message", "event")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    message: Message
+    event: SessionEvent
+    def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., event: _Optional[_Union[SessionEvent, _Mapping]] = ...) -> None: ...
+
+class CancelRunRequest(_message.Message):
+    __slots__ = ("dialogue", "mode")
+    DIALOGUE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    dialogue: str
+    mode: CancelMode
+    def __init__(self, dialogue: _Optional[str] = ..., mode: _Optional[_Union[CancelMode, str]] = ...) -> None: ...
+
+class CancelRunResponse(_message.Message):
+    __slots__ = ("turn",)
+    TURN_FIELD_NUMBER: _ClassVar[int]
+    turn: int
+    def __init__(self, turn: _Optional[int] = ...) -> None: ...
+
+class ListAgentProfilesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAgentProfilesResponse(_message.Message):
+    __slots__ = ("profiles",)
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    profiles: _containers.RepeatedCompositeFieldContainer[AgentProfile]
+    def __init__(self, profiles: _Optional[_Iterable[_Union[AgentProfile, _Mapping]]] = ...) -> None: ...
+
+class AgentProfile(_message.Message):
+    __slots__ = ("name", "kind", "model", "available", "unavailable_reason", "allowed_options")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    model: str
+    available: bool
+    unavailable_reason: str
+    allowed_options: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., available: _Optional[bool] = ..., unavailable_reason: _Optional[str] = ..., allowed_options: _Optional[_Iterable[str]] = ...) -> None: ...

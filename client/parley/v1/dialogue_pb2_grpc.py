@@ -100,6 +100,21 @@ class DialogueServiceStub:
                 request_serializer=parley_dot_v1_dot_dialogue__pb2.ImportHistoryRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_dialogue__pb2.Dialogue.FromString,
                 _registered_method=True)
+        self.WatchDialogue = channel.unary_stream(
+                '/parley.v1.DialogueService/WatchDialogue',
+                request_serializer=parley_dot_v1_dot_dialogue__pb2.WatchDialogueRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_dialogue__pb2.WatchDialogueResponse.FromString,
+                _registered_method=True)
+        self.CancelRun = channel.unary_unary(
+                '/parley.v1.DialogueService/CancelRun',
+                request_serializer=parley_dot_v1_dot_dialogue__pb2.CancelRunRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_dialogue__pb2.CancelRunResponse.FromString,
+                _registered_method=True)
+        self.ListAgentProfiles = channel.unary_unary(
+                '/parley.v1.DialogueService/ListAgentProfiles',
+                request_serializer=parley_dot_v1_dot_dialogue__pb2.ListAgentProfilesRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_dialogue__pb2.ListAgentProfilesResponse.FromString,
+                _registered_method=True)
 
 
 class DialogueServiceServicer:
@@ -204,6 +219,30 @@ class DialogueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchDialogue(self, request, context):
+        """Replays the log after `after_seq`, then follows live runs executed by any replica,
+        with no gap and no duplicate at the switch. A client that lost its RunSession
+        stream resumes here from the last seq it saw. Runs until the client cancels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRun(self, request, context):
+        """Stops the run in progress on a dialogue, whichever replica runs it. NOT_FOUND
+        (reason NO_RUN_IN_PROGRESS) when no run is in progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgentProfiles(self, request, context):
+        """Lists the server's agent profiles, so clients can choose one for `agent`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DialogueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -266,6 +305,21 @@ def add_DialogueServiceServicer_to_server(servicer, server):
                     servicer.ImportHistory,
                     request_deserializer=parley_dot_v1_dot_dialogue__pb2.ImportHistoryRequest.FromString,
                     response_serializer=parley_dot_v1_dot_dialogue__pb2.Dialogue.SerializeToString,
+            ),
+            'WatchDialogue': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchDialogue,
+                    request_deserializer=parley_dot_v1_dot_dialogue__pb2.WatchDialogueRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_dialogue__pb2.WatchDialogueResponse.SerializeToString,
+            ),
+            'CancelRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRun,
+                    request_deserializer=parley_dot_v1_dot_dialogue__pb2.CancelRunRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_dialogue__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'ListAgentProfiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgentProfiles,
+                    request_deserializer=parley_dot_v1_dot_dialogue__pb2.ListAgentProfilesRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_dialogue__pb2.ListAgentProfilesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -598,6 +652,87 @@ class DialogueService:
             '/parley.v1.DialogueService/ImportHistory',
             parley_dot_v1_dot_dialogue__pb2.ImportHistoryRequest.SerializeToString,
             parley_dot_v1_dot_dialogue__pb2.Dialogue.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchDialogue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/parley.v1.DialogueService/WatchDialogue',
+            parley_dot_v1_dot_dialogue__pb2.WatchDialogueRequest.SerializeToString,
+            parley_dot_v1_dot_dialogue__pb2.WatchDialogueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.DialogueService/CancelRun',
+            parley_dot_v1_dot_dialogue__pb2.CancelRunRequest.SerializeToString,
+            parley_dot_v1_dot_dialogue__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgentProfiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.DialogueService/ListAgentProfiles',
+            parley_dot_v1_dot_dialogue__pb2.ListAgentProfilesRequest.SerializeToString,
+            parley_dot_v1_dot_dialogue__pb2.ListAgentProfilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

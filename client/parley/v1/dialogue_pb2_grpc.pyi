@@ -84,6 +84,17 @@ class DialogueServiceStub:
     """Imports a history into a dialogue whose log is empty (FAILED_PRECONDITION with
     reason LOG_NOT_EMPTY otherwise), as messages or as a system-prompt preface.
     """
+    WatchDialogue: _grpc.UnaryStreamMultiCallable[_dialogue_pb2.WatchDialogueRequest, _dialogue_pb2.WatchDialogueResponse]
+    """Replays the log after `after_seq`, then follows live runs executed by any replica,
+    with no gap and no duplicate at the switch. A client that lost its RunSession
+    stream resumes here from the last seq it saw. Runs until the client cancels.
+    """
+    CancelRun: _grpc.UnaryUnaryMultiCallable[_dialogue_pb2.CancelRunRequest, _dialogue_pb2.CancelRunResponse]
+    """Stops the run in progress on a dialogue, whichever replica runs it. NOT_FOUND
+    (reason NO_RUN_IN_PROGRESS) when no run is in progress.
+    """
+    ListAgentProfiles: _grpc.UnaryUnaryMultiCallable[_dialogue_pb2.ListAgentProfilesRequest, _dialogue_pb2.ListAgentProfilesResponse]
+    """Lists the server's agent profiles, so clients can choose one for `agent`."""
 
 @_typing.type_check_only
 class DialogueServiceAsyncStub(DialogueServiceStub):
@@ -135,6 +146,17 @@ class DialogueServiceAsyncStub(DialogueServiceStub):
     """Imports a history into a dialogue whose log is empty (FAILED_PRECONDITION with
     reason LOG_NOT_EMPTY otherwise), as messages or as a system-prompt preface.
     """
+    WatchDialogue: _aio.UnaryStreamMultiCallable[_dialogue_pb2.WatchDialogueRequest, _dialogue_pb2.WatchDialogueResponse]  # type: ignore[assignment]
+    """Replays the log after `after_seq`, then follows live runs executed by any replica,
+    with no gap and no duplicate at the switch. A client that lost its RunSession
+    stream resumes here from the last seq it saw. Runs until the client cancels.
+    """
+    CancelRun: _aio.UnaryUnaryMultiCallable[_dialogue_pb2.CancelRunRequest, _dialogue_pb2.CancelRunResponse]  # type: ignore[assignment]
+    """Stops the run in progress on a dialogue, whichever replica runs it. NOT_FOUND
+    (reason NO_RUN_IN_PROGRESS) when no run is in progress.
+    """
+    ListAgentProfiles: _aio.UnaryUnaryMultiCallable[_dialogue_pb2.ListAgentProfilesRequest, _dialogue_pb2.ListAgentProfilesResponse]  # type: ignore[assignment]
+    """Lists the server's agent profiles, so clients can choose one for `agent`."""
 
 class DialogueServiceServicer(metaclass=_abc_1.ABCMeta):
     """DialogueService creates dialogues, runs them and reads their logs.
@@ -255,5 +277,34 @@ class DialogueServiceServicer(metaclass=_abc_1.ABCMeta):
         """Imports a history into a dialogue whose log is empty (FAILED_PRECONDITION with
         reason LOG_NOT_EMPTY otherwise), as messages or as a system-prompt preface.
         """
+
+    @_abc_1.abstractmethod
+    def WatchDialogue(
+        self,
+        request: _dialogue_pb2.WatchDialogueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_dialogue_pb2.WatchDialogueResponse], _abc.AsyncIterator[_dialogue_pb2.WatchDialogueResponse]]:
+        """Replays the log after `after_seq`, then follows live runs executed by any replica,
+        with no gap and no duplicate at the switch. A client that lost its RunSession
+        stream resumes here from the last seq it saw. Runs until the client cancels.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelRun(
+        self,
+        request: _dialogue_pb2.CancelRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dialogue_pb2.CancelRunResponse, _abc.Awaitable[_dialogue_pb2.CancelRunResponse]]:
+        """Stops the run in progress on a dialogue, whichever replica runs it. NOT_FOUND
+        (reason NO_RUN_IN_PROGRESS) when no run is in progress.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAgentProfiles(
+        self,
+        request: _dialogue_pb2.ListAgentProfilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dialogue_pb2.ListAgentProfilesResponse, _abc.Awaitable[_dialogue_pb2.ListAgentProfilesResponse]]:
+        """Lists the server's agent profiles, so clients can choose one for `agent`."""
 
 def add_DialogueServiceServicer_to_server(servicer: DialogueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
