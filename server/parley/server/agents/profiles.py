@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from parley.server.agents.echo import EchoAgent, validate_echo_options
+from parley.server.agents.echo import ECHO_OPTIONS, EchoAgent, validate_echo_options
 from parley.server.agents.registry import DEFAULT_TIMEOUT_S, AgentProfile, AgentRegistry
 from parley.server.config import ConfigError
 
@@ -23,6 +23,8 @@ def build_registry(tables: Mapping[str, Mapping[str, Any]]) -> AgentRegistry:
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
             raise ConfigError(f"[agents.{name}] timeout must be a positive number of seconds")
         registry.register(
-            AgentProfile(name, kind, timeout=float(timeout)), EchoAgent(), validate_echo_options
+            AgentProfile(name, kind, timeout=float(timeout), allowed_options=ECHO_OPTIONS),
+            EchoAgent(),
+            validate_echo_options,
         )
     return registry

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from parley.server.agents.echo import EchoAgent, validate_echo_options
+from parley.server.agents.echo import ECHO_OPTIONS, EchoAgent, validate_echo_options
 from parley.server.agents.protocol import Agent
 
 ECHO_PROFILE = "echo"
@@ -25,6 +25,8 @@ class AgentProfile:
     kind: str
     model: str = ""
     timeout: float = DEFAULT_TIMEOUT_S
+    # Option names clients may set per participant (the kind's allow-list).
+    allowed_options: frozenset[str] = frozenset()
     available: bool = True
     # Why an unavailable profile cannot serve calls (for example a missing API key
     # variable); safe to show clients: it names the variable, never its value.
@@ -46,7 +48,7 @@ class AgentRegistry:
     def with_builtin(cls) -> AgentRegistry:
         registry = cls()
         registry.register(
-            AgentProfile(ECHO_PROFILE, "echo", timeout=3600.0),
+            AgentProfile(ECHO_PROFILE, "echo", timeout=3600.0, allowed_options=ECHO_OPTIONS),
             EchoAgent(),
             validate_echo_options,
         )

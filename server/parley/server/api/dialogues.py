@@ -183,6 +183,15 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         dialogue = await self._engine.import_history(dialogue_id, request.content, mode)
         return mapping.dialogue_to_proto(dialogue)
 
+    @unary
+    async def ListAgentProfiles(
+        self, request: pb.ListAgentProfilesRequest, context: Context
+    ) -> pb.ListAgentProfilesResponse:
+        profiles = sorted(self._engine.agents, key=lambda p: p.name)
+        return pb.ListAgentProfilesResponse(
+            profiles=[mapping.agent_profile_to_proto(p) for p in profiles]
+        )
+
 
 def _collect(dialogue_id: str, envelopes: list[events.SessionEvent]) -> pb.RunResponse:
     response = pb.RunResponse(dialogue=mapping.dialogue_name(dialogue_id))

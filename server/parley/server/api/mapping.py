@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+from parley.server.agents.registry import AgentProfile
 from parley.server.engine import events
 from parley.server.engine.engine import RunInput
 from parley.server.engine.history import HistoryFormat, ImportMode
@@ -581,3 +582,17 @@ def session_event_to_proto(envelope: events.SessionEvent) -> pb.SessionEvent:
         case events.SessionCompleted(turn_count=turns, failure_count=failures):
             result.completed.CopyFrom(pb.SessionCompleted(turn_count=turns, failure_count=failures))
     return result
+
+
+# --- agent profiles ------------------------------------------------------------------
+
+
+def agent_profile_to_proto(profile: AgentProfile) -> pb.AgentProfile:
+    return pb.AgentProfile(
+        name=profile.name,
+        kind=profile.kind,
+        model=profile.model,
+        available=profile.available,
+        unavailable_reason=profile.unavailable_reason,
+        allowed_options=sorted(profile.allowed_options),
+    )

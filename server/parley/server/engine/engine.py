@@ -36,6 +36,7 @@ from parley.server.engine.model import (
     SpeakerKind,
     utcnow,
 )
+from parley.server.engine.observer import NullObserver, RunObserver
 from parley.server.engine.reaction import should_react
 from parley.server.engine.session import LEASE_TTL_S, Session
 from parley.server.engine.validation import (
@@ -84,9 +85,16 @@ def normalize_speaker(speaker: Speaker) -> Speaker:
 
 class Engine:
     def __init__(
-        self, store: Store, agents: AgentRegistry, limits: Limits | None = None, *, owner: str = ""
+        self,
+        store: Store,
+        agents: AgentRegistry,
+        limits: Limits | None = None,
+        *,
+        owner: str = "",
+        observer: RunObserver | None = None,
     ) -> None:
         self.store = store
+        self.observer = observer or NullObserver()
         self.agents = agents
         self.limits = limits or Limits()
         # Identifies this process as the holder of run leases.
@@ -261,6 +269,7 @@ class Engine:
             inputs=stored,
             model=model,
             react=should_react(dialogue.reaction_strategy, drafts),
+            observer=self.observer,
         )
 
     @staticmethod

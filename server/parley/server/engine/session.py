@@ -65,6 +65,7 @@ from parley.server.engine.moderation import (
     parse_decision,
     render_moderator_prompt,
 )
+from parley.server.engine.observer import CallTrace, NullObserver, RunObserver
 from parley.server.engine.prompts import render_prompt, render_system
 from parley.server.store.protocol import RunLease, Store
 
@@ -125,6 +126,7 @@ class _Replied:
     reply: AgentReply
     delivered_through: int
     started: float
+    trace: CallTrace
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,7 @@ class _Failed:
     participant: Participant
     index: int
     failure: AgentFailure
+    trace: CallTrace
 
 
 _Outcome = _Replied | _Failed
@@ -161,6 +164,7 @@ class Session:
         inputs: Sequence[Message],
         model: ExecutionModel,
         react: bool,
+        observer: RunObserver | None = None,
     ) -> None:
         self._store = store
         self._agents = agents
@@ -178,6 +182,8 @@ class Session:
             maxsize=len(dialogue.participants) + 4
         )
         self._sequence = 0
+        self._trace = (observer or NullObserver()).run(dialogue, lease.turn)
+        self._counts = (0, 0)
         self._driver: asyncio.Task[None] | None = None
         self._window = delivery.LogWindow((), 0)
 
@@ -227,13 +233,18 @@ class Session:
     # --- the driver ------------------------------------------------------------------
 
     async def _drive(self) -> None:
+        error: BaseException | None = None
         try:
-            await self._run_with_heartbeat()
-        except asyncio.CancelledError:
+            with self._trace.scope():
+                await self._run_with_heartbeat()
+        except asyncio.CancelledError as cancelled:
+            error = cancelled
             raise
-        except Exception as error:  # handed to the reader, who decides what it means
-            self._queue.put_nowait(_Crash(error))
+        except Exception as crash:  # handed to the reader, who decides what it means
+            error = crash
+            self._queue.put_nowait(_Crash(crash))
         finally:
+            self._trace.finished(*self._counts, error)
             try:
                 await asyncio.shield(self._store.end_run(self._lease))
             except Exception:
@@ -264,6 +275,7 @@ class Session:
         if isinstance(model, Moderated):
             model, decision = await self._moderate(model)
         plan = await self._plan(model)
+        self._trace.planned(plan.execution_model, [p.name for p in plan.called])
         self._emit(
             SessionStarted(tuple(p.name for p in plan.called), plan.execution_model, input_seqs)
         )
@@ -278,7 +290,8 @@ class Session:
             counts = await self._run_concurrent(plan.called, plan.emission)
         if self._mention_cursor is not None:  # no reply carried it to the store
             await self._store.append(self._lease, [], mention_cursor=self._mention_cursor)
-        self._emit(SessionCompleted(turns + counts[0], failures + counts[1]))
+        self._counts = (turns + counts[0], failures + counts[1])
+        self._emit(SessionCompleted(*self._counts))
 
     async def _plan(self, model: ExecutionModel) -> RunPlan:
         if not isinstance(model, Mentioned):
@@ -317,14 +330,17 @@ class Session:
             prompt=prompt,
             system=prompt,
         )
-        outcome = await self._invoke(moderated.agent, call)
+        trace = self._trace.call(call, self._agents.profile(moderated.agent), sequential=False)
+        outcome = await self._invoke(moderated.agent, call, trace)
         if isinstance(outcome, AgentReply):
             try:
                 model = parse_decision(outcome.content, self._dialogue)
             except ModerationError as error:
                 outcome = AgentFailure("MODERATOR_BAD_DECISION", str(error))
             else:
+                trace.replied(outcome, None)
                 return model, RoutingDecision(model, outcome.content)
+        trace.failed(outcome)
         logger.info("moderator of %s failed (%s): broadcasting", self.dialogue_id, outcome.code)
         speaker = Speaker(SpeakerKind.AGENT, moderated.agent, MODERATOR_ROLE)
         failed = TurnFailed(
@@ -338,6 +354,7 @@ class Session:
         return Broadcast(), failed
 
     def _emit(self, event: Event) -> None:
+        self._trace.emitted(event)
         self._sequence += 1
         self._queue.put_nowait(
             SessionEvent(self.dialogue_id, self.turn, self._sequence, utcnow(), event)
@@ -372,7 +389,12 @@ class Session:
     # --- calling agents --------------------------------------------------------------
 
     async def _call(
-        self, participant: Participant, delivered: Sequence[Message], through: int
+        self,
+        participant: Participant,
+        delivered: Sequence[Message],
+        through: int,
+        *,
+        sequential: bool,
     ) -> _Outcome:
         """Calls one participant; every failure becomes a `_Failed`, never an exception."""
         index = self._dialogue.index_of(participant.name)
@@ -388,17 +410,22 @@ class Session:
             system=render_system(self._dialogue, participant),
             history=functools.partial(self._history, participant),
         )
-        outcome = await self._invoke(participant.agent, call)
+        trace = self._trace.call(
+            call, self._agents.profile(participant.agent), sequential=sequential
+        )
+        outcome = await self._invoke(participant.agent, call, trace)
         if isinstance(outcome, AgentFailure):
-            return _Failed(participant, index, outcome)
-        return _Replied(participant, index, outcome, through, started)
+            return _Failed(participant, index, outcome, trace)
+        return _Replied(participant, index, outcome, through, started, trace)
 
     async def _history(self, participant: Participant) -> list[ChatMessage]:
         cursor = participant.cursor or 0
         log = await self._store.read_messages(self.dialogue_id, through_seq=cursor)
         return private_conversation(log, participant.name, participant.joining_strategy)
 
-    async def _invoke(self, agent: str, call: AgentCall) -> AgentReply | AgentFailure:
+    async def _invoke(
+        self, agent: str, call: AgentCall, trace: CallTrace
+    ) -> AgentReply | AgentFailure:
         """One agent call under its profile's timeout; failures are returned, not raised."""
         profile = self._agents.profile(agent)
         if profile is None or not profile.available:
@@ -406,8 +433,9 @@ class Session:
                 "AGENT_UNAVAILABLE", f"agent profile {agent!r} is not available on this server"
             )
         try:
-            async with asyncio.timeout(profile.timeout):
-                return await self._agents.agent(agent).execute(call)
+            with trace.scope():
+                async with asyncio.timeout(profile.timeout):
+                    return await self._agents.agent(agent).execute(call)
         except AgentFailure as failure:
             return failure
         except TimeoutError:
@@ -442,6 +470,7 @@ class Session:
         now = time.monotonic()
         events: dict[int, Event] = {}
         for outcome, message in zip(replies, stored, strict=True):
+            outcome.trace.replied(outcome.reply, message)
             events[outcome.index] = TurnCompleted(
                 speaker=message.speaker,
                 content=message.content,
@@ -454,6 +483,7 @@ class Session:
         for failed in outcomes:
             if isinstance(failed, _Failed):
                 failure = failed.failure
+                failed.trace.failed(failure)
                 events[failed.index] = TurnFailed(
                     speaker=failed.participant.persona.speaker(),
                     participant_index=failed.index,
@@ -468,7 +498,7 @@ class Session:
         turns = failures = 0
         for participant in called:
             delivered, through = await self._delivery_for(participant)
-            outcome = await self._call(participant, delivered, through)
+            outcome = await self._call(participant, delivered, through, sequential=True)
             for event in (await self._store_replies([outcome])).values():
                 self._emit(event)
                 turns, failures = _count(event, turns, failures)
@@ -482,7 +512,9 @@ class Session:
         ready: dict[int, Event] = {}
         next_to_emit = 0
         async with asyncio.TaskGroup() as group:
-            pending = {group.create_task(self._call(p, d, t)) for p, d, t in calls}
+            pending = {
+                group.create_task(self._call(p, d, t, sequential=False)) for p, d, t in calls
+            }
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 # Replies that finished together are stored and emitted in participant
