@@ -26,13 +26,14 @@ async def serve(settings: Settings) -> None:
         engine = Engine(store, build_registry(settings.agents), settings.limits)
         server = ParleyServer(engine, settings)
         port = await server.start()
-        host = settings.address.rpartition(":")[0]
-        logger.info("parley listening on %s:%d", host, port)
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # Only now: a supervisor may send SIGTERM the moment it reads this line.
+        host = settings.address.rpartition(":")[0]
+        logger.info("parley listening on %s:%d", host, port)
         await stop.wait()
         logger.info("shutting down: draining for up to %gs", settings.grace_period)
         await server.stop(settings.grace_period)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from parley.server.engine.errors import AlreadyExists, LeaseLost, NotFound, RunInProgress
 from parley.server.engine.model import (
+    RUN_END_METADATA_KEY,
     Attachment,
     Capability,
     CustomTalkStyle,
@@ -35,6 +36,7 @@ from parley.server.engine.model import (
     VisualIdentity,
 )
 from parley.server.store import MemoryStore, RunLease, SQLiteStore, Store
+from parley.server.store.feed import CancelMode, LogGrew
 from parley.server.store.sqlite import MIGRATIONS, SCHEMA_VERSION, select_messages_sql
 
 TTL = 30.0
@@ -386,8 +388,38 @@ async def test_an_expired_lease_is_taken_over_and_fenced_off(
     with pytest.raises(RunInProgress):
         await store.begin_run("d1", owner="third", ttl=TTL)
     dialogue = await store.get_dialogue("d1")
-    assert dialogue.message_count == 0
     assert dialogue.participants[0].cursor == 0
+    # The takeover marks the dead holder's turn as interrupted, in the log.
+    (notice,) = await store.read_messages("d1")
+    assert (notice.turn, notice.type, notice.speaker) == (
+        stale.turn,
+        MessageType.NOTIFICATION,
+        Speaker.system(),
+    )
+    assert notice.metadata == {RUN_END_METADATA_KEY: "interrupted"}
+
+
+async def test_cancel_requests_reach_the_lease_holder_and_end_with_the_run(store: Store) -> None:
+    await store.create_dialogue(Dialogue(id="d1"))
+    with pytest.raises(NotFound) as raised:
+        await store.request_cancel("d1", CancelMode.IMMEDIATE)
+    assert raised.value.reason == "NO_RUN_IN_PROGRESS"
+    lease = await store.begin_run("d1", owner="o", ttl=TTL)
+    assert await store.renew_run(lease, ttl=TTL) is None
+    assert await store.request_cancel("d1", CancelMode.AFTER_TURN) == lease.turn
+    assert await store.renew_run(lease, ttl=TTL) is CancelMode.AFTER_TURN
+    await store.end_run(lease)
+    second = await store.begin_run("d1", owner="o", ttl=TTL)
+    assert await store.renew_run(second, ttl=TTL) is None
+
+
+async def test_appends_announce_the_new_head_on_the_feed(store: Store) -> None:
+    await store.create_dialogue(Dialogue(id="d1"))
+    lease = await store.begin_run("d1", owner="o", ttl=TTL)
+    async with store.feed.subscribe("d1") as subscription:
+        await store.append(lease, [draft(lease.turn), draft(lease.turn)])
+        items = aiter(subscription)
+        assert await anext(items) == LogGrew("d1", 2)
 
 
 async def test_an_expired_lease_not_taken_over_still_appends(
@@ -681,8 +713,14 @@ async def test_sqlite_keeps_everything_across_a_restart(tmp_path: Path, clock: F
     second = SQLiteStore(path, clock=clock)
     await second.open()
     try:
-        assert await second.get_dialogue("d1") == before
-        assert (await second.read_messages("d1"))[-1] == written[0]
+        # Everything survives; the lease the first process held is released and its
+        # turn marked interrupted, in the log.
+        after = await second.get_dialogue("d1")
+        assert after.participants == before.participants
+        assert after.message_count == before.message_count + 1
+        *log, notice = await second.read_messages("d1")
+        assert log[-1] == written[0]
+        assert (notice.turn, notice.metadata) == (held.turn, {RUN_END_METADATA_KEY: "interrupted"})
         with pytest.raises(LeaseLost):
             await second.append(held, [draft(held.turn)])
         lease = await second.begin_run("d1", owner="new", ttl=TTL)
@@ -719,8 +757,10 @@ async def test_sqlite_survives_a_killed_process(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     await store.open()
     try:
-        assert [m.content for m in await store.read_messages("d1")] == [f"m{i}" for i in range(5)]
-        assert (await store.get_dialogue("d1")).message_count == 5
+        *log, notice = await store.read_messages("d1")
+        assert [m.content for m in log] == [f"m{i}" for i in range(5)]
+        assert notice.metadata == {RUN_END_METADATA_KEY: "interrupted"}
+        assert (await store.get_dialogue("d1")).message_count == 6
         assert (await store.begin_run("d1", owner="heir", ttl=TTL)).turn == 2
     finally:
         await store.close()

@@ -316,3 +316,25 @@ class Dialogue:
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
+
+
+class RunEnd(enum.Enum):
+    """How a run ended, when not normally: recorded in the log for every reader."""
+
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+RUN_END_METADATA_KEY = "parley.run_end"
+
+
+def run_end_notice(turn: int, end: RunEnd) -> MessageDraft:
+    """The System notification that marks turn `turn` as having ended abnormally."""
+    return MessageDraft(
+        turn=turn,
+        speaker=Speaker.system(),
+        content=f"Turn {turn} was {end.value} before every participant replied.",
+        origin=Origin.INCOMING,
+        type=MessageType.NOTIFICATION,
+        metadata={RUN_END_METADATA_KEY: end.value},
+    )

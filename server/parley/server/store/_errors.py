@@ -35,6 +35,12 @@ def run_in_progress(dialogue_id: str) -> RunInProgress:
     return RunInProgress(f"a run is already in progress on dialogue {dialogue_id!r}")
 
 
+def no_run_in_progress(dialogue_id: str) -> NotFound:
+    return NotFound(
+        f"no run is in progress on dialogue {dialogue_id!r}", reason="NO_RUN_IN_PROGRESS"
+    )
+
+
 def lease_lost(dialogue_id: str) -> LeaseLost:
     return LeaseLost(f"the run lease on dialogue {dialogue_id!r} is no longer held")
 

@@ -22,9 +22,12 @@ from parley.server.engine.model import (
     MessageDraft,
     Moderated,
     Participant,
+    RunEnd,
+    run_end_notice,
     utcnow,
 )
 from parley.server.store import _errors
+from parley.server.store.feed import CancelMode, LocalFeed, LogGrew
 from parley.server.store.protocol import RunLease
 
 # The model's mappings are plain dicts: the store copies every value on the way in and
@@ -66,6 +69,7 @@ class _Lease:
     owner: str
     token: int
     expires: float
+    cancel_requested: CancelMode | None = None
 
 
 @dataclass(slots=True)
@@ -94,6 +98,11 @@ class MemoryStore:
         # Store-wide, so a stale lease on a deleted dialogue never matches a lease on a
         # new dialogue that reuses the id.
         self._last_token = 0
+        self._feed = LocalFeed()
+
+    @property
+    def feed(self) -> LocalFeed:
+        return self._feed
 
     async def open(self) -> None:
         """Nothing to connect to; a fresh MemoryStore holds no leases."""
@@ -179,17 +188,28 @@ class MemoryStore:
     async def begin_run(self, dialogue_id: str, *, owner: str, ttl: float) -> RunLease:
         record = self._record(dialogue_id)
         now = self._clock()
-        if record.lease is not None and record.lease.expires > now:
-            raise _errors.run_in_progress(dialogue_id)
+        if record.lease is not None:
+            if record.lease.expires > now:
+                raise _errors.run_in_progress(dialogue_id)
+            # Its holder died mid-run: say so in the log before the next turn.
+            self._insert(record, [run_end_notice(record.dialogue.latest_turn, RunEnd.INTERRUPTED)])
         self._last_token += 1
         record.lease = _Lease(owner=owner, token=self._last_token, expires=now + ttl)
         turn = record.dialogue.latest_turn + 1
         record.dialogue = replace(record.dialogue, latest_turn=turn)
         return RunLease(dialogue_id=dialogue_id, turn=turn, token=self._last_token, owner=owner)
 
-    async def renew_run(self, lease: RunLease, *, ttl: float) -> None:
+    async def renew_run(self, lease: RunLease, *, ttl: float) -> CancelMode | None:
         _, held = self._current(lease)
         held.expires = self._clock() + ttl
+        return held.cancel_requested
+
+    async def request_cancel(self, dialogue_id: str, mode: CancelMode) -> int:
+        record = self._record(dialogue_id)
+        if record.lease is None:
+            raise _errors.no_run_in_progress(dialogue_id)
+        record.lease.cancel_requested = mode
+        return record.dialogue.latest_turn
 
     async def end_run(self, lease: RunLease) -> None:
         record = self._records.get(lease.dialogue_id)
@@ -207,18 +227,7 @@ class MemoryStore:
         mention_cursor: int | None = None,
     ) -> list[Message]:
         record, _ = self._current(lease)
-        now = utcnow()
-        first_seq = len(record.messages) + 1
-        messages = [
-            _copy_message(Message.from_draft(draft, seq, now))
-            for seq, draft in enumerate(drafts, start=first_seq)
-        ]
-        for message in messages:
-            if record.turns and message.turn < record.turns[-1]:
-                record.turns_sorted = False
-            record.turns.append(message.turn)
-        record.messages.extend(messages)
-
+        messages = self._insert(record, drafts)
         dialogue = record.dialogue
         if cursors:
             dialogue = replace(
@@ -230,16 +239,32 @@ class MemoryStore:
             )
         if mention_cursor is not None:
             dialogue = replace(dialogue, mention_cursor=mention_cursor)
+        record.dialogue = dialogue
         if messages:
-            dialogue = replace(
-                dialogue,
+            self._feed.dispatch(LogGrew(lease.dialogue_id, messages[-1].seq))
+        return [_copy_message(m) for m in messages]
+
+    def _insert(self, record: _Record, drafts: Sequence[MessageDraft]) -> list[Message]:
+        now = utcnow()
+        first_seq = len(record.messages) + 1
+        messages = [
+            _copy_message(Message.from_draft(draft, seq, now))
+            for seq, draft in enumerate(drafts, start=first_seq)
+        ]
+        for message in messages:
+            if record.turns and message.turn < record.turns[-1]:
+                record.turns_sorted = False
+            record.turns.append(message.turn)
+        record.messages.extend(messages)
+        if messages:
+            record.dialogue = replace(
+                record.dialogue,
                 message_count=len(record.messages),
                 # The log never holds a turn the dialogue has not reached yet.
-                latest_turn=max(dialogue.latest_turn, *(m.turn for m in messages)),
+                latest_turn=max(record.dialogue.latest_turn, *(m.turn for m in messages)),
                 update_time=now,
             )
-        record.dialogue = dialogue
-        return [_copy_message(m) for m in messages]
+        return messages
 
     async def read_messages(
         self,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from parley.server.engine.model import Dialogue, Message, MessageDraft, Participant
+from parley.server.store.feed import CancelMode, FeedItem, Subscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,18 @@ class RunLease:
     owner: str
 
 
+class Feed(Protocol):
+    """Live notifications shared by every process using the same store."""
+
+    def subscribe(self, dialogue_id: str | None) -> Subscription:
+        """Items about one dialogue (log hints, run events, cancellations), or with
+        None the run events and cancellations of every dialogue. Use it as an async
+        context manager, then iterate."""
+        ...
+
+    async def publish(self, item: FeedItem) -> None: ...
+
+
 class Store(Protocol):
     """Async storage for dialogues and their logs.
 
@@ -37,8 +50,14 @@ class Store(Protocol):
     `RunInProgress`, `LeaseLost`, all from `parley.server.engine.errors`.
     """
 
+    @property
+    def feed(self) -> Feed:
+        """Every append publishes `LogGrew` on it after it commits."""
+        ...
+
     async def open(self) -> None:
-        """Connect and apply migrations; also releases leases a crashed process left."""
+        """Connect and apply migrations. A store only one process uses (SQLite) also
+        releases the leases a crashed process left, marking their turns interrupted."""
         ...
 
     async def close(self) -> None: ...
@@ -72,16 +91,30 @@ class Store(Protocol):
     async def begin_run(self, dialogue_id: str, *, owner: str, ttl: float) -> RunLease:
         """Takes the dialogue's run lease for `ttl` seconds and opens turn latest+1.
 
-        Raises `RunInProgress` while another unexpired lease is held.
+        Raises `RunInProgress` while another unexpired lease is held. Taking over an
+        expired lease appends `run_end_notice(old turn, INTERRUPTED)` first: its holder
+        died mid-run. An expired lease stays usable by its holder until then.
         """
         ...
 
-    async def renew_run(self, lease: RunLease, *, ttl: float) -> None:
-        """Extends the lease; raises `LeaseLost` when it is no longer current."""
+    async def renew_run(self, lease: RunLease, *, ttl: float) -> CancelMode | None:
+        """Extends the lease and returns any pending cancel request for this run.
+
+        Raises `LeaseLost` when the lease is no longer current.
+        """
+        ...
+
+    async def request_cancel(self, dialogue_id: str, mode: CancelMode) -> int:
+        """Records a cancel request for the run in progress and returns its turn.
+
+        Raises NotFound (reason NO_RUN_IN_PROGRESS) when no run holds the lease. The
+        caller announces it on the feed; `renew_run` reports it as a fallback.
+        """
         ...
 
     async def end_run(self, lease: RunLease) -> None:
-        """Releases the lease (a no-op when it is no longer current)."""
+        """Releases the lease and clears any cancel request (a no-op when the lease is
+        no longer current)."""
         ...
 
     async def append(

@@ -35,11 +35,14 @@ from parley.server.engine.model import (
     Origin,
     Participant,
     ReactionStrategy,
+    RunEnd,
     Speaker,
     SpeakerKind,
+    run_end_notice,
     utcnow,
 )
 from parley.server.store import _errors, codec
+from parley.server.store.feed import CancelMode, LocalFeed, LogGrew
 from parley.server.store.protocol import RunLease
 
 P = ParamSpec("P")
@@ -65,6 +68,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             lease_owner       TEXT,                      -- NULL: no run holds the lease
             lease_token       INTEGER NOT NULL DEFAULT 0,  -- the last token granted here
             lease_expires     REAL,                      -- wall-clock epoch seconds
+            cancel_requested  TEXT,                      -- CancelMode value; NULL: none
             create_time       INTEGER NOT NULL,          -- epoch microseconds, UTC
             update_time       INTEGER NOT NULL
         )
@@ -367,10 +371,18 @@ class _Database:
             )
 
     def _release_leases(self) -> None:
+        """Leases found at start-up belong to a crashed process: one process serves a
+        SQLite file. Their turns are marked interrupted in the log."""
         with _transaction(self._conn, write=True):
+            rows = self._conn.execute(
+                "SELECT id, latest_turn, message_count FROM dialogues WHERE lease_owner IS NOT NULL"
+            ).fetchall()
+            for row in rows:
+                notice = run_end_notice(row["latest_turn"], RunEnd.INTERRUPTED)
+                self._insert(row["id"], [notice], row["message_count"], row["latest_turn"])
             self._conn.execute(
-                "UPDATE dialogues SET lease_owner = NULL, lease_expires = NULL"
-                " WHERE lease_owner IS NOT NULL"
+                "UPDATE dialogues SET lease_owner = NULL, lease_expires = NULL,"
+                " cancel_requested = NULL WHERE lease_owner IS NOT NULL"
             )
 
     # --- reading dialogues ------------------------------------------------------------
@@ -521,14 +533,19 @@ class _Database:
         conn = self._conn
         with _transaction(conn, write=True):
             row = conn.execute(
-                "SELECT latest_turn, lease_owner, lease_expires FROM dialogues WHERE id = ?",
+                "SELECT latest_turn, message_count, lease_owner, lease_expires"
+                " FROM dialogues WHERE id = ?",
                 (dialogue_id,),
             ).fetchone()
             if row is None:
                 raise errors.dialogue_not_found(dialogue_id)
             now = self._clock()
-            if row["lease_owner"] is not None and row["lease_expires"] > now:
-                raise _errors.run_in_progress(dialogue_id)
+            if row["lease_owner"] is not None:
+                if row["lease_expires"] > now:
+                    raise _errors.run_in_progress(dialogue_id)
+                # Its holder died mid-run: say so in the log before the next turn.
+                notice = run_end_notice(row["latest_turn"], RunEnd.INTERRUPTED)
+                self._insert(dialogue_id, [notice], row["message_count"], row["latest_turn"])
             lease = RunLease(
                 dialogue_id=dialogue_id,
                 turn=row["latest_turn"] + 1,
@@ -536,27 +553,39 @@ class _Database:
                 owner=owner,
             )
             conn.execute(
-                "UPDATE dialogues"
-                " SET latest_turn = ?, lease_owner = ?, lease_token = ?, lease_expires = ?"
-                " WHERE id = ?",
+                "UPDATE dialogues SET latest_turn = ?, lease_owner = ?, lease_token = ?,"
+                " lease_expires = ?, cancel_requested = NULL WHERE id = ?",
                 (lease.turn, owner, lease.token, now + ttl, dialogue_id),
             )
             return lease
 
-    def renew_run(self, lease: RunLease, ttl: float) -> None:
+    def renew_run(self, lease: RunLease, ttl: float) -> CancelMode | None:
         with _transaction(self._conn, write=True):
-            renewed = self._conn.execute(
-                f"UPDATE dialogues SET lease_expires = ? WHERE {_LEASE_HELD}",
+            row = self._conn.execute(
+                f"UPDATE dialogues SET lease_expires = ? WHERE {_LEASE_HELD}"
+                " RETURNING cancel_requested",
                 (self._clock() + ttl, lease.dialogue_id, lease.token),
-            )
-            if renewed.rowcount == 0:
+            ).fetchone()
+            if row is None:
                 raise _errors.lease_lost(lease.dialogue_id)
+            return None if row[0] is None else CancelMode(row[0])
+
+    def request_cancel(self, dialogue_id: str, mode: CancelMode) -> int:
+        with _transaction(self._conn, write=True):
+            row = self._conn.execute(
+                "UPDATE dialogues SET cancel_requested = ?"
+                " WHERE id = ? AND lease_owner IS NOT NULL RETURNING latest_turn",
+                (mode.value, dialogue_id),
+            ).fetchone()
+            if row is None:
+                raise _errors.no_run_in_progress(dialogue_id)
+            return int(row[0])
 
     def end_run(self, lease: RunLease) -> None:
         with _transaction(self._conn, write=True):
             self._conn.execute(
-                "UPDATE dialogues SET lease_owner = NULL, lease_expires = NULL"
-                f" WHERE {_LEASE_HELD}",
+                "UPDATE dialogues SET lease_owner = NULL, lease_expires = NULL,"
+                f" cancel_requested = NULL WHERE {_LEASE_HELD}",
                 (lease.dialogue_id, lease.token),
             )
 
@@ -578,16 +607,7 @@ class _Database:
             ).fetchone()
             if row is None:
                 raise _errors.lease_lost(dialogue_id)
-            now = utcnow()
-            messages = [
-                replace(Message.from_draft(draft, seq, now), metadata=dict(draft.metadata))
-                for seq, draft in enumerate(drafts, start=row["message_count"] + 1)
-            ]
-            conn.executemany(
-                f"INSERT INTO messages (dialogue_id, {_MESSAGE_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (_message_row(dialogue_id, message) for message in messages),
-            )
+            messages = self._insert(dialogue_id, drafts, row["message_count"], row["latest_turn"])
             if cursors:
                 # Names no longer in the dialogue match no row: ignored, as promised.
                 conn.executemany(
@@ -599,18 +619,38 @@ class _Database:
                     "UPDATE dialogues SET mention_cursor = ? WHERE id = ?",
                     (mention_cursor, dialogue_id),
                 )
-            if messages:
-                conn.execute(
-                    "UPDATE dialogues SET message_count = ?, latest_turn = ?, update_time = ?"
-                    " WHERE id = ?",
-                    (
-                        messages[-1].seq,
-                        # The log never holds a turn the dialogue has not reached yet.
-                        max(row["latest_turn"], *(m.turn for m in messages)),
-                        _to_micros(now),
-                        dialogue_id,
-                    ),
-                )
+        return messages
+
+    def _insert(
+        self,
+        dialogue_id: str,
+        drafts: Sequence[MessageDraft],
+        message_count: int,
+        latest_turn: int,
+    ) -> list[Message]:
+        """Inserts messages after seq `message_count`; only inside a write transaction."""
+        if not drafts:
+            return []
+        now = utcnow()
+        messages = [
+            replace(Message.from_draft(draft, seq, now), metadata=dict(draft.metadata))
+            for seq, draft in enumerate(drafts, start=message_count + 1)
+        ]
+        self._conn.executemany(
+            f"INSERT INTO messages (dialogue_id, {_MESSAGE_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (_message_row(dialogue_id, message) for message in messages),
+        )
+        self._conn.execute(
+            "UPDATE dialogues SET message_count = ?, latest_turn = ?, update_time = ? WHERE id = ?",
+            (
+                messages[-1].seq,
+                # The log never holds a turn the dialogue has not reached yet.
+                max(latest_turn, *(m.turn for m in messages)),
+                _to_micros(now),
+                dialogue_id,
+            ),
+        )
         return messages
 
     def read_messages(
@@ -649,6 +689,8 @@ class SQLiteStore:
         self._clock = clock
         self._executor: ThreadPoolExecutor | None = None
         self._db: _Database | None = None
+        # One process serves a SQLite file, so an in-process feed reaches every watcher.
+        self._feed = LocalFeed()
 
     async def _run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         if self._executor is None:
@@ -709,8 +751,15 @@ class SQLiteStore:
     async def begin_run(self, dialogue_id: str, *, owner: str, ttl: float) -> RunLease:
         return await self._run(self._database().begin_run, dialogue_id, owner, ttl)
 
-    async def renew_run(self, lease: RunLease, *, ttl: float) -> None:
-        await self._run(self._database().renew_run, lease, ttl)
+    @property
+    def feed(self) -> LocalFeed:
+        return self._feed
+
+    async def renew_run(self, lease: RunLease, *, ttl: float) -> CancelMode | None:
+        return await self._run(self._database().renew_run, lease, ttl)
+
+    async def request_cancel(self, dialogue_id: str, mode: CancelMode) -> int:
+        return await self._run(self._database().request_cancel, dialogue_id, mode)
 
     async def end_run(self, lease: RunLease) -> None:
         await self._run(self._database().end_run, lease)
@@ -723,7 +772,10 @@ class SQLiteStore:
         *,
         mention_cursor: int | None = None,
     ) -> list[Message]:
-        return await self._run(self._database().append, lease, drafts, cursors, mention_cursor)
+        messages = await self._run(self._database().append, lease, drafts, cursors, mention_cursor)
+        if messages:
+            await self._feed.publish(LogGrew(lease.dialogue_id, messages[-1].seq))
+        return messages
 
     async def read_messages(
         self,
