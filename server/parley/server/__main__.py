@@ -24,6 +24,7 @@ async def serve(settings: Settings) -> None:
     await store.open()
     try:
         engine = Engine(store, build_registry(settings.agents), settings.limits)
+        await engine.start()
         server = ParleyServer(engine, settings)
         port = await server.start()
 
@@ -37,6 +38,7 @@ async def serve(settings: Settings) -> None:
         await stop.wait()
         logger.info("shutting down: draining for up to %gs", settings.grace_period)
         await server.stop(settings.grace_period)
+        await engine.close()
     finally:
         await store.close()
     logger.info("stopped")

@@ -15,6 +15,7 @@ from parley.server.engine.events import (
     TurnFailed,
 )
 from parley.server.engine.model import (
+    RUN_END_METADATA_KEY,
     Broadcast,
     BroadcastOrder,
     InputMessage,
@@ -315,7 +316,10 @@ async def test_cancelling_a_run_cancels_calls_keeps_finished_replies_and_frees_t
         await gated.started("Slow").wait()
     # Leaving the block without reading on is what a client disconnect does.
     assert gated.cancelled == ["Slow"]
-    assert [m.speaker.name for m in await store.read_messages("d")] == ["System", "Fast"]
+    log = await store.read_messages("d")
+    assert [m.speaker.name for m in log] == ["System", "Fast", "System"]
+    assert log[-1].type is MessageType.NOTIFICATION
+    assert log[-1].metadata == {RUN_END_METADATA_KEY: "cancelled"}
     gated.gate("Slow").set()
     events_after = await collect(engine, "d", RunInput(text="again"))
     assert events_after[-1].event == SessionCompleted(2, 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -11,8 +13,10 @@ from parley.server.api.errors import streaming, unary
 from parley.server.engine import events
 from parley.server.engine.engine import Engine
 from parley.server.engine.history import HistoryFormat, ImportMode
+from parley.server.engine.model import Message
 from parley.server.engine.session import Session
 from parley.server.engine.validation import Violations
+from parley.server.store.feed import CancelMode
 from parley.v1 import dialogue_pb2 as pb
 from parley.v1 import dialogue_pb2_grpc
 
@@ -114,21 +118,56 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
     ) -> AsyncGenerator[pb.SessionEvent, None]:
         # Leaving this block for any reason (done, error, client gone) cancels what is
         # still in flight; completed replies are already stored.
-        async with await self._open_run(request) as session:
+        async with await self._open_run(request, context) as session:
             async for event in session:
                 yield mapping.session_event_to_proto(event)
 
     @unary
     async def Run(self, request: pb.RunSessionRequest, context: Context) -> pb.RunResponse:
-        async with await self._open_run(request) as session:
+        async with await self._open_run(request, context) as session:
             return _collect(session.dialogue_id, [event async for event in session])
 
-    async def _open_run(self, request: pb.RunSessionRequest) -> Session:
+    async def _open_run(self, request: pb.RunSessionRequest, context: Context) -> Session:
         out = Violations()
         dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
         run_input = mapping.run_input_from_proto(request, out)
+        queue_timeout = mapping.queue_timeout_from_proto(request, out)
         out.raise_if_any()
-        return await self._engine.open_run(dialogue_id, run_input)
+        # The client's deadline bounds the run (grpc cancels the handler at that moment;
+        # knowing it lets each agent call be given only the time that is left).
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        return await self._engine.open_run(
+            dialogue_id, run_input, deadline=deadline, queue_timeout=queue_timeout
+        )
+
+    @streaming
+    async def WatchDialogue(
+        self, request: pb.WatchDialogueRequest, context: Context
+    ) -> AsyncGenerator[pb.WatchDialogueResponse, None]:
+        out = Violations()
+        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        if request.after_seq < 0:
+            out.add("after_seq", "must not be negative")
+        out.raise_if_any()
+        async with contextlib.aclosing(self._engine.watch(dialogue_id, request.after_seq)) as items:
+            async for item in items:
+                if isinstance(item, Message):
+                    yield pb.WatchDialogueResponse(message=mapping.message_to_proto(item))
+                else:
+                    yield pb.WatchDialogueResponse(event=mapping.session_event_to_proto(item))
+
+    @unary
+    async def CancelRun(
+        self, request: pb.CancelRunRequest, context: Context
+    ) -> pb.CancelRunResponse:
+        out = Violations()
+        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        mode = mapping.enum_from_proto(
+            mapping.CANCEL_MODES, request.mode, CancelMode.IMMEDIATE, "mode", out
+        )
+        out.raise_if_any()
+        return pb.CancelRunResponse(turn=await self._engine.cancel_run(dialogue_id, mode))
 
     @unary
     async def ListMessages(

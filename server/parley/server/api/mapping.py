@@ -54,6 +54,7 @@ from parley.server.engine.model import (
     VisualIdentity,
 )
 from parley.server.engine.validation import DIALOGUE_ID, Violations
+from parley.server.store.feed import CancelMode
 from parley.v1 import dialogue_pb2 as pb
 
 RESOURCE_PREFIX = "dialogues/"
@@ -115,6 +116,13 @@ IMPORT_MODES = {
     pb.IMPORT_MODE_AS_MESSAGES: ImportMode.AS_MESSAGES,
     pb.IMPORT_MODE_AS_SYSTEM_PROMPT: ImportMode.AS_SYSTEM_PROMPT,
 }
+
+CANCEL_MODES = {
+    pb.CANCEL_MODE_IMMEDIATE: CancelMode.IMMEDIATE,
+    pb.CANCEL_MODE_AFTER_TURN: CancelMode.AFTER_TURN,
+}
+DEFAULT_QUEUE_TIMEOUT_S = 30.0
+MAX_QUEUE_TIMEOUT_S = 3600.0
 
 
 def _inverse(table: Mapping[K, E]) -> dict[E, K]:
@@ -596,3 +604,21 @@ def agent_profile_to_proto(profile: AgentProfile) -> pb.AgentProfile:
         unavailable_reason=profile.unavailable_reason,
         allowed_options=sorted(profile.allowed_options),
     )
+
+
+def queue_timeout_from_proto(request: pb.RunSessionRequest, out: Violations) -> float | None:
+    """None: reject when busy; otherwise how long to wait for the other run."""
+    if request.if_busy == pb.IF_BUSY_UNSPECIFIED or request.if_busy == pb.IF_BUSY_REJECT:
+        if request.HasField("queue_timeout"):
+            out.add("queue_timeout", "is only allowed with IF_BUSY_QUEUE")
+        return None
+    if request.if_busy != pb.IF_BUSY_QUEUE:
+        out.add("if_busy", f"unknown enum value {request.if_busy}")
+        return None
+    if not request.HasField("queue_timeout"):
+        return DEFAULT_QUEUE_TIMEOUT_S
+    seconds = request.queue_timeout.ToTimedelta().total_seconds()
+    if not 0 <= seconds <= MAX_QUEUE_TIMEOUT_S:
+        out.add("queue_timeout", f"must be between 0 and {MAX_QUEUE_TIMEOUT_S:g} seconds")
+        return None
+    return seconds

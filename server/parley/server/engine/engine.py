@@ -6,13 +6,23 @@ The api layer calls these methods with model values and maps the results and the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import functools
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from parley.server.agents.registry import AgentRegistry
-from parley.server.engine.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from parley.server.engine.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    RunInProgress,
+)
+from parley.server.engine.events import SessionEvent
 from parley.server.engine.history import (
     HistoryFormat,
     ImportMode,
@@ -48,8 +58,11 @@ from parley.server.engine.validation import (
     check_participant,
     check_run_input,
 )
-from parley.server.store.protocol import Store
+from parley.server.store.feed import CancelMode, CancelRequested, LogGrew, RunEvent
+from parley.server.store.protocol import RunLease, Store
 
+QUEUE_POLL_S = 1.0
+WATCH_PAGE = 500
 UPDATABLE_FIELDS = frozenset({"display_name", "execution_model", "context", "reaction_strategy"})
 DEFAULT_USER_NAME = "User"
 
@@ -99,6 +112,9 @@ class Engine:
         self.limits = limits or Limits()
         # Identifies this process as the holder of run leases.
         self.owner = owner or f"parley-{secrets.token_hex(4)}"
+        # Runs of this process, by dialogue: where CancelRun requests land.
+        self._running: dict[str, Session] = {}
+        self._control: asyncio.Task[None] | None = None
 
     # --- dialogues -------------------------------------------------------------------
 
@@ -224,11 +240,20 @@ class Engine:
 
     # --- runs ------------------------------------------------------------------------
 
-    async def open_run(self, dialogue_id: str, run_input: RunInput) -> Session:
+    async def open_run(
+        self,
+        dialogue_id: str,
+        run_input: RunInput,
+        *,
+        deadline: float | None = None,
+        queue_timeout: float | None = None,
+    ) -> Session:
         """Validates the input, takes the run lease, stores the input, plans the run.
 
         Every request problem is raised here, before anything is stored or any agent is
-        called; use the returned session as an async context manager.
+        called; use the returned session as an async context manager. `deadline`
+        (time.monotonic()) bounds the run; `queue_timeout` set means wait that long for
+        a busy dialogue instead of failing with RUN_IN_PROGRESS at once.
         """
         run_input = dataclasses.replace(
             run_input,
@@ -243,7 +268,7 @@ class Engine:
         self._check_override(dialogue, run_input.broadcast_override, out)
         out.raise_if_any()
 
-        lease = await self.store.begin_run(dialogue_id, owner=self.owner, ttl=LEASE_TTL_S)
+        lease = await self._take_lease(dialogue_id, queue_timeout, deadline)
         try:
             # Reload under the lease: participants may have changed since the check.
             dialogue = await self.store.get_dialogue(dialogue_id)
@@ -261,7 +286,8 @@ class Engine:
         model = dialogue.execution_model
         if run_input.broadcast_override is not None and isinstance(model, Broadcast):
             model = run_input.broadcast_override
-        return Session(
+        longest = time.monotonic() + self.limits.max_run_seconds
+        session = Session(
             store=self.store,
             agents=self.agents,
             dialogue=dialogue,
@@ -270,7 +296,100 @@ class Engine:
             model=model,
             react=should_react(dialogue.reaction_strategy, drafts),
             observer=self.observer,
+            deadline=longest if deadline is None else min(deadline, longest),
+            on_end=functools.partial(self._running.pop, dialogue_id, None),
         )
+        self._running[dialogue_id] = session
+        return session
+
+    async def _take_lease(
+        self, dialogue_id: str, queue_timeout: float | None, deadline: float | None
+    ) -> RunLease:
+        """The run lease, waiting for a busy dialogue when asked to queue."""
+        if queue_timeout is None:
+            return await self.store.begin_run(dialogue_id, owner=self.owner, ttl=LEASE_TTL_S)
+        give_up = time.monotonic() + queue_timeout
+        if deadline is not None:
+            give_up = min(give_up, deadline)
+        async with self.store.feed.subscribe(dialogue_id) as feed:
+            items = aiter(feed)
+            while True:
+                try:
+                    return await self.store.begin_run(
+                        dialogue_id, owner=self.owner, ttl=LEASE_TTL_S
+                    )
+                except RunInProgress:
+                    remaining = give_up - time.monotonic()
+                    if remaining <= 0:
+                        raise
+                # Woken by the other run's events; the poll covers a holder that died
+                # (its lease expires without a word).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(remaining, QUEUE_POLL_S)):
+                        await anext(items)
+
+    async def cancel_run(self, dialogue_id: str, mode: CancelMode) -> int:
+        """Asks the run in progress to stop, on whichever replica runs it; its turn."""
+        turn = await self.store.request_cancel(dialogue_id, mode)
+        await self.store.feed.publish(CancelRequested(dialogue_id, turn, mode))
+        return turn
+
+    async def start(self) -> None:
+        """Starts listening for cancel requests addressed to runs of this process."""
+        if self._control is None:
+            self._control = asyncio.create_task(self._follow_cancel_requests())
+
+    async def close(self) -> None:
+        if self._control is not None:
+            self._control.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._control
+            self._control = None
+
+    async def _follow_cancel_requests(self) -> None:
+        async with self.store.feed.subscribe(None) as feed:
+            async for item in feed:
+                if isinstance(item, CancelRequested):
+                    session = self._running.get(item.dialogue_id)
+                    if session is not None and session.turn == item.turn:
+                        session.request_stop(item.mode)
+
+    # --- watching --------------------------------------------------------------------
+
+    async def watch(
+        self, dialogue_id: str, after_seq: int
+    ) -> AsyncGenerator[Message | SessionEvent, None]:
+        """The log after `after_seq`, then live: new messages and run events.
+
+        Subscribing before replaying, and reading by seq, leaves no gap and no
+        duplicate between the two.
+        """
+        await self.store.get_dialogue(dialogue_id)  # NOT_FOUND for unknown dialogues
+        async with self.store.feed.subscribe(dialogue_id) as feed:
+            last = after_seq
+            async for message in self._messages_after(dialogue_id, last):
+                last = message.seq
+                yield message
+            async for item in feed:
+                if isinstance(item, LogGrew) and item.head > last:
+                    async for message in self._messages_after(dialogue_id, last):
+                        last = message.seq
+                        yield message
+                elif isinstance(item, RunEvent):
+                    yield item.event
+
+    async def _messages_after(
+        self, dialogue_id: str, after_seq: int
+    ) -> AsyncGenerator[Message, None]:
+        while True:
+            page = await self.store.read_messages(
+                dialogue_id, after_seq=after_seq, limit=WATCH_PAGE
+            )
+            for message in page:
+                yield message
+            if len(page) < WATCH_PAGE:
+                return
+            after_seq = page[-1].seq
 
     @staticmethod
     def _check_override(dialogue: Dialogue, override: Broadcast | None, out: Violations) -> None:

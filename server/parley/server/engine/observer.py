@@ -73,7 +73,7 @@ class _NullRun:
         pass
 
     def call(self, call: AgentCall, profile: AgentProfile | None, *, sequential: bool) -> CallTrace:
-        return _NULL_CALL
+        return NULL_CALL_TRACE
 
     def emitted(self, event: Event) -> None:
         pass
@@ -82,7 +82,7 @@ class _NullRun:
         pass
 
 
-_NULL_CALL = _NullCall()
+NULL_CALL_TRACE = _NullCall()
 _NULL_RUN = _NullRun()
 
 

@@ -21,7 +21,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -53,9 +53,11 @@ from parley.server.engine.model import (
     Origin,
     Participant,
     Persona,
+    RunEnd,
     Sequential,
     Speaker,
     SpeakerKind,
+    run_end_notice,
     utcnow,
 )
 from parley.server.engine.moderation import (
@@ -65,8 +67,9 @@ from parley.server.engine.moderation import (
     parse_decision,
     render_moderator_prompt,
 )
-from parley.server.engine.observer import CallTrace, NullObserver, RunObserver
+from parley.server.engine.observer import NULL_CALL_TRACE, CallTrace, NullObserver, RunObserver
 from parley.server.engine.prompts import render_prompt, render_system
+from parley.server.store.feed import CancelMode, RunEvent
 from parley.server.store.protocol import RunLease, Store
 
 logger = logging.getLogger(__name__)
@@ -165,6 +168,8 @@ class Session:
         model: ExecutionModel,
         react: bool,
         observer: RunObserver | None = None,
+        deadline: float | None = None,
+        on_end: Callable[[], object] | None = None,
     ) -> None:
         self._store = store
         self._agents = agents
@@ -184,6 +189,15 @@ class Session:
         self._sequence = 0
         self._trace = (observer or NullObserver()).run(dialogue, lease.turn)
         self._counts = (0, 0)
+        # time.monotonic() by which the whole run must be over (client deadline or the
+        # server's maximum run duration); every agent call gets at most what is left.
+        self._deadline = deadline
+        # Set by request_stop (CancelRun or the lease's cancel flag).
+        self._stop: CancelMode | None = None
+        self._inflight: set[asyncio.Task[_Outcome]] = set()
+        self._cut_short = False
+        self._completed = False
+        self._on_end = on_end
         self._driver: asyncio.Task[None] | None = None
         self._window = delivery.LogWindow((), 0)
 
@@ -218,6 +232,17 @@ class Session:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(driver)
 
+    def request_stop(self, mode: CancelMode) -> None:
+        """Stops the run from outside (CancelRun): IMMEDIATE cancels in-flight calls,
+        AFTER_TURN lets them finish; neither starts new calls. The stream still ends
+        with SessionCompleted, and the turn is marked cancelled in the log."""
+        if self._stop is CancelMode.IMMEDIATE:
+            return
+        self._stop = mode
+        if mode is CancelMode.IMMEDIATE:
+            for task in self._inflight:
+                task.cancel()
+
     def __aiter__(self) -> AsyncIterator[SessionEvent]:
         return self._events()
 
@@ -239,11 +264,15 @@ class Session:
                 await self._run_with_heartbeat()
         except asyncio.CancelledError as cancelled:
             error = cancelled
+            if not self._completed:
+                await self._record_end(RunEnd.CANCELLED)
             raise
         except Exception as crash:  # handed to the reader, who decides what it means
             error = crash
             self._queue.put_nowait(_Crash(crash))
         finally:
+            if self._on_end is not None:
+                self._on_end()
             self._trace.finished(*self._counts, error)
             try:
                 await asyncio.shield(self._store.end_run(self._lease))
@@ -263,25 +292,37 @@ class Session:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(LEASE_TTL_S / 3)
-            await self._store.renew_run(self._lease, ttl=LEASE_TTL_S)
+            requested = await self._store.renew_run(self._lease, ttl=LEASE_TTL_S)
+            if requested is not None:
+                self.request_stop(requested)
+
+    async def _record_end(self, end: RunEnd) -> None:
+        """Marks this turn as cut short in the log, so every reader knows."""
+        try:
+            await asyncio.shield(self._store.append(self._lease, [run_end_notice(self.turn, end)]))
+        except Exception:
+            logger.exception(
+                "could not record the end of turn %d of %s", self.turn, self.dialogue_id
+            )
 
     async def _run(self) -> None:
         input_seqs = tuple(m.seq for m in self._inputs)
         if not self._react:
-            self._emit(SessionStarted((), self._model, input_seqs))
-            self._emit(SessionCompleted(0, 0))
+            await self._emit(SessionStarted((), self._model, input_seqs))
+            self._completed = True
+            await self._emit(SessionCompleted(0, 0))
             return
         model, decision = self._model, None
         if isinstance(model, Moderated):
             model, decision = await self._moderate(model)
         plan = await self._plan(model)
         self._trace.planned(plan.execution_model, [p.name for p in plan.called])
-        self._emit(
+        await self._emit(
             SessionStarted(tuple(p.name for p in plan.called), plan.execution_model, input_seqs)
         )
         turns = failures = 0
         if decision is not None:
-            self._emit(decision)
+            await self._emit(decision)
             turns, failures = _count(decision, turns, failures)
         await self._load_window(plan.called)
         if plan.sequential:
@@ -291,7 +332,10 @@ class Session:
         if self._mention_cursor is not None:  # no reply carried it to the store
             await self._store.append(self._lease, [], mention_cursor=self._mention_cursor)
         self._counts = (turns + counts[0], failures + counts[1])
-        self._emit(SessionCompleted(*self._counts))
+        if self._cut_short:
+            await self._record_end(RunEnd.CANCELLED)
+        self._completed = True
+        await self._emit(SessionCompleted(*self._counts))
 
     async def _plan(self, model: ExecutionModel) -> RunPlan:
         if not isinstance(model, Mentioned):
@@ -353,12 +397,19 @@ class Session:
         )
         return Broadcast(), failed
 
-    def _emit(self, event: Event) -> None:
+    async def _emit(self, event: Event) -> None:
         self._trace.emitted(event)
         self._sequence += 1
-        self._queue.put_nowait(
-            SessionEvent(self.dialogue_id, self.turn, self._sequence, utcnow(), event)
-        )
+        envelope = SessionEvent(self.dialogue_id, self.turn, self._sequence, utcnow(), event)
+        self._queue.put_nowait(envelope)
+        # Watchers get replies from the log itself; the other events only live here.
+        if not isinstance(event, TurnCompleted):
+            try:
+                await self._store.feed.publish(RunEvent(envelope))
+            except Exception:
+                logger.warning(
+                    "could not publish a run event of %s", self.dialogue_id, exc_info=True
+                )
 
     async def _load_window(self, called: Sequence[Participant]) -> None:
         head = self._inputs[-1].seq if self._inputs else self._dialogue.message_count
@@ -432,13 +483,25 @@ class Session:
             return AgentFailure(
                 "AGENT_UNAVAILABLE", f"agent profile {agent!r} is not available on this server"
             )
+        timeout = profile.timeout
+        if self._deadline is not None:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                return AgentFailure(
+                    "RUN_DEADLINE_EXCEEDED", "the run's deadline passed before this call"
+                )
+            timeout = min(timeout, remaining)
         try:
             with trace.scope():
-                async with asyncio.timeout(profile.timeout):
+                async with asyncio.timeout(timeout):
                     return await self._agents.agent(agent).execute(call)
         except AgentFailure as failure:
             return failure
         except TimeoutError:
+            if timeout < profile.timeout:
+                return AgentFailure(
+                    "RUN_DEADLINE_EXCEEDED", "the run's deadline passed during this call"
+                )
             return AgentFailure(
                 "AGENT_TIMEOUT", f"no reply within {profile.timeout:g} s", retryable=True
             )
@@ -494,13 +557,41 @@ class Session:
                 )
         return events
 
+    def _cancelled(self, participant: Participant, *, called: bool) -> _Failed:
+        """The outcome of a participant the run was stopped for."""
+        self._cut_short = True
+        when = "during its call" if called else "before it was called"
+        failure = AgentFailure(
+            "RUN_CANCELLED", f"the run was cancelled {when}", retryable=True, attempts=int(called)
+        )
+        index = self._dialogue.index_of(participant.name)
+        return _Failed(participant, index, failure, NULL_CALL_TRACE)
+
     async def _run_sequential(self, called: Sequence[Participant]) -> tuple[int, int]:
         turns = failures = 0
         for participant in called:
-            delivered, through = await self._delivery_for(participant)
-            outcome = await self._call(participant, delivered, through, sequential=True)
+            if self._stop is not None:
+                outcome: _Outcome = self._cancelled(participant, called=False)
+            else:
+                delivered, through = await self._delivery_for(participant)
+                task = asyncio.create_task(
+                    self._call(participant, delivered, through, sequential=True)
+                )
+                self._inflight.add(task)
+                try:
+                    # wait(), not await: a call cancelled by request_stop must not look
+                    # like the run itself being cancelled.
+                    await asyncio.wait({task})
+                finally:
+                    self._inflight.discard(task)
+                    if not task.done():  # the run itself is being cancelled
+                        task.cancel()
+                if task.cancelled():
+                    outcome = self._cancelled(participant, called=True)
+                else:
+                    outcome = task.result()
             for event in (await self._store_replies([outcome])).values():
-                self._emit(event)
+                await self._emit(event)
                 turns, failures = _count(event, turns, failures)
         return turns, failures
 
@@ -512,15 +603,36 @@ class Session:
         ready: dict[int, Event] = {}
         next_to_emit = 0
         async with asyncio.TaskGroup() as group:
-            pending = {
-                group.create_task(self._call(p, d, t, sequential=False)) for p, d, t in calls
-            }
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                # Replies that finished together are stored and emitted in participant
-                # order, so ties never depend on scheduling.
-                outcomes = sorted((task.result() for task in done), key=lambda o: o.index)
-                ready.update(await self._store_replies(outcomes))
+            pending: dict[asyncio.Task[_Outcome], Participant] = {}
+            for participant, delivered, through in calls:
+                if self._stop is not None:
+                    ready.update(
+                        await self._store_replies([self._cancelled(participant, called=False)])
+                    )
+                    continue
+                task = group.create_task(
+                    self._call(participant, delivered, through, sequential=False)
+                )
+                pending[task] = participant
+                self._inflight.add(task)
+            while pending or ready:
+                if pending:
+                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    # Replies that finished together are stored and emitted in
+                    # participant order, so ties never depend on scheduling.
+                    outcomes = sorted(
+                        (
+                            self._cancelled(pending[task], called=True)
+                            if task.cancelled()
+                            else task.result()
+                            for task in done
+                        ),
+                        key=lambda o: o.index,
+                    )
+                    for task in done:
+                        del pending[task]
+                        self._inflight.discard(task)
+                    ready.update(await self._store_replies(outcomes))
                 if emission is None:
                     to_emit = [ready.pop(i) for i in sorted(ready)]
                 else:
@@ -528,8 +640,10 @@ class Session:
                     while next_to_emit < len(emission) and emission[next_to_emit] in ready:
                         to_emit.append(ready.pop(emission[next_to_emit]))
                         next_to_emit += 1
+                    if not pending and not to_emit:
+                        break
                 for event in to_emit:
-                    self._emit(event)
+                    await self._emit(event)
                     turns, failures = _count(event, turns, failures)
         return turns, failures
 

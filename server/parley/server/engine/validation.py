@@ -44,6 +44,8 @@ class Limits:
     max_run_attachment_bytes: int = 8 * 1024 * 1024
     max_input_messages: int = 1000
     max_page_size: int = 1000
+    # The longest a run may take, whatever the client's deadline.
+    max_run_seconds: int = 3600
 
 
 class Violations:

@@ -64,9 +64,9 @@ FeedItem = LogGrew | RunEvent | CancelRequested
 class Subscription:
     """One listener's view of the feed: bounded whatever the listener's pace.
 
-    Log hints coalesce into the highest head seen; run events queue up to
-    MAX_PENDING_EVENTS, after which the oldest are dropped (they can be seen again in
-    no other way, but a listener that slow has lost the live view anyway).
+    Consecutive log hints coalesce; items queue up to MAX_PENDING_EVENTS, after which
+    the oldest are dropped (run events can be seen again in no other way, but a listener
+    that slow has lost the live view anyway; log hints are covered by the highest head).
     """
 
     def __init__(self, feed: LocalFeed, dialogue_id: str | None) -> None:
@@ -80,10 +80,15 @@ class Subscription:
     def deliver(self, item: FeedItem) -> None:
         if isinstance(item, LogGrew):
             self._head = max(self._head, item.head)
-        else:
-            if len(self._items) == self._items.maxlen:
-                logger.warning("a feed listener is too slow: dropping its oldest event")
-            self._items.append(item)
+            # Consecutive hints collapse into one, keeping their place among events: a
+            # run's last reply is announced before the run's completion event.
+            if self._items and isinstance(self._items[-1], LogGrew):
+                self._items[-1] = LogGrew(item.dialogue_id, self._head)
+                self._wake.set()
+                return
+        if len(self._items) == self._items.maxlen:
+            logger.warning("a feed listener is too slow: dropping its oldest item")
+        self._items.append(item)
         self._wake.set()
 
     async def __aenter__(self) -> Subscription:
@@ -105,7 +110,13 @@ class Subscription:
             await self._wake.wait()
             self._wake.clear()
             while self._items:
-                yield self._items.popleft()
+                item = self._items.popleft()
+                if isinstance(item, LogGrew):
+                    if item.head <= self._head_reported:
+                        continue
+                    self._head_reported = item.head
+                yield item
+            # A hint dropped by an overflow is covered by the highest head seen.
             if self._head > self._head_reported:
                 self._head_reported = self._head
                 yield LogGrew(self.dialogue_id or "", self._head)
