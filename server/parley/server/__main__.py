@@ -23,7 +23,9 @@ async def serve(settings: Settings) -> None:
     store = open_store(settings.store_url)
     await store.open()
     try:
-        engine = Engine(store, build_registry(settings.agents), settings.limits)
+        engine = Engine(
+            store, build_registry(settings.agents), settings.limits, lease_ttl=settings.lease_ttl
+        )
         await engine.start()
         server = ParleyServer(engine, settings)
         port = await server.start()

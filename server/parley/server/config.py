@@ -28,6 +28,8 @@ class ConfigError(Exception):
 class Settings:
     address: str = DEFAULT_ADDRESS
     store_url: str = DEFAULT_STORE_URL
+    # Seconds a run's lease outlives a replica that died mid-run (see Engine.lease_ttl).
+    lease_ttl: float = 30.0
     log_level: str = "info"
     # "text" for people, "json" for log pipelines.
     log_format: str = "text"
@@ -40,6 +42,9 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     # [agents.NAME] tables as written; agents.config turns them into profiles.
     agents: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # [telemetry] capture_content: prompts and replies on turn spans (they may hold
+    # personal data, so off unless asked for). Export itself is configured by OTEL_*.
+    capture_content: bool = False
 
 
 def load_settings(config_path: str | None, env: Mapping[str, str]) -> Settings:
@@ -68,9 +73,11 @@ def _from_toml(path: Path) -> Settings:
         reflection=_get(server, "reflection", bool, True, "server"),
         max_message_bytes=_get(server, "max_message_bytes", int, 16 * 1024 * 1024, "server"),
         store_url=_get(_table(document, "store"), "url", str, DEFAULT_STORE_URL, "store"),
+        lease_ttl=float(_get(_table(document, "store"), "lease_ttl", (int, float), 30.0, "store")),
         auth_tokens=tuple(_get(_table(document, "auth"), "tokens", list, [], "auth")),
         limits=_limits(_table(document, "limits")),
         agents=_table(document, "agents"),
+        capture_content=_telemetry(_table(document, "telemetry")),
     )
     for name, profile in settings.agents.items():
         if not isinstance(profile, dict):
@@ -84,6 +91,11 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
         changes["address"] = env["PARLEY_ADDRESS"]
     if "PARLEY_STORE_URL" in env:
         changes["store_url"] = env["PARLEY_STORE_URL"]
+    if "PARLEY_LEASE_TTL" in env:
+        try:
+            changes["lease_ttl"] = float(env["PARLEY_LEASE_TTL"])
+        except ValueError:
+            raise ConfigError("PARLEY_LEASE_TTL must be a number of seconds") from None
     if "PARLEY_LOG_LEVEL" in env:
         changes["log_level"] = env["PARLEY_LOG_LEVEL"]
     if "PARLEY_LOG_FORMAT" in env:
@@ -97,6 +109,8 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
         changes["auth_tokens"] = tuple(
             token.strip() for token in env["PARLEY_AUTH_TOKENS"].split(",") if token.strip()
         )
+    if "PARLEY_CAPTURE_CONTENT" in env:
+        changes["capture_content"] = _flag(env["PARLEY_CAPTURE_CONTENT"], "PARLEY_CAPTURE_CONTENT")
     settings = replace(settings, **changes)
     _check(settings)
     return settings
@@ -109,6 +123,8 @@ def _check(settings: Settings) -> None:
         )
     if settings.log_format not in {"text", "json"}:
         raise ConfigError(f"log format {settings.log_format!r} is not 'text' or 'json'")
+    if settings.lease_ttl < 0.3:
+        raise ConfigError("lease_ttl must be at least 0.3 seconds")
     if settings.grace_period < 0:
         raise ConfigError("grace_period must not be negative")
     host, _, port = settings.address.rpartition(":")
@@ -128,6 +144,26 @@ def _get(table: Mapping[str, Any], key: str, kind: Any, default: Any, where: str
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"[{where}] {key} has the wrong type ({type(value).__name__})")
     return value
+
+
+def _flag(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {value!r}")
+
+
+def _telemetry(table: Mapping[str, Any]) -> bool:
+    """The capture_content flag; exporters, sampling and the rest come from OTEL_*."""
+    unknown = sorted(set(table) - {"capture_content"})
+    if unknown:
+        raise ConfigError(
+            f"[telemetry] unknown settings {unknown} (known: ['capture_content']; "
+            "export is configured by the OTEL_* environment variables)"
+        )
+    return bool(_get(table, "capture_content", bool, False, "telemetry"))
 
 
 def _limits(table: Mapping[str, Any]) -> Limits:

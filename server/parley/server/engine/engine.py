@@ -48,7 +48,7 @@ from parley.server.engine.model import (
 )
 from parley.server.engine.observer import NullObserver, RunObserver
 from parley.server.engine.reaction import should_react
-from parley.server.engine.session import LEASE_TTL_S, Session
+from parley.server.engine.session import DEFAULT_LEASE_TTL_S, Session
 from parley.server.engine.validation import (
     Limits,
     Violations,
@@ -105,6 +105,7 @@ class Engine:
         *,
         owner: str = "",
         observer: RunObserver | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL_S,
     ) -> None:
         self.store = store
         self.observer = observer or NullObserver()
@@ -112,6 +113,9 @@ class Engine:
         self.limits = limits or Limits()
         # Identifies this process as the holder of run leases.
         self.owner = owner or f"parley-{secrets.token_hex(4)}"
+        # How long a run's lease outlives a silent holder: the time another replica
+        # waits before taking over the dialogue of a replica that died mid-run.
+        self.lease_ttl = lease_ttl
         # Runs of this process, by dialogue: where CancelRun requests land.
         self._running: dict[str, Session] = {}
         self._control: asyncio.Task[None] | None = None
@@ -227,7 +231,7 @@ class Engine:
             return await self.store.update_dialogue(
                 dataclasses.replace(dialogue, context=context, update_time=utcnow())
             )
-        lease = await self.store.begin_run(dialogue_id, owner=self.owner, ttl=LEASE_TTL_S)
+        lease = await self.store.begin_run(dialogue_id, owner=self.owner, ttl=self.lease_ttl)
         try:
             dialogue = await self.store.get_dialogue(dialogue_id)
             _require_empty_log(dialogue)
@@ -296,6 +300,7 @@ class Engine:
             model=model,
             react=should_react(dialogue.reaction_strategy, drafts),
             observer=self.observer,
+            lease_ttl=self.lease_ttl,
             deadline=longest if deadline is None else min(deadline, longest),
             on_end=functools.partial(self._running.pop, dialogue_id, None),
         )
@@ -307,7 +312,7 @@ class Engine:
     ) -> RunLease:
         """The run lease, waiting for a busy dialogue when asked to queue."""
         if queue_timeout is None:
-            return await self.store.begin_run(dialogue_id, owner=self.owner, ttl=LEASE_TTL_S)
+            return await self.store.begin_run(dialogue_id, owner=self.owner, ttl=self.lease_ttl)
         give_up = time.monotonic() + queue_timeout
         if deadline is not None:
             give_up = min(give_up, deadline)
@@ -316,7 +321,7 @@ class Engine:
             while True:
                 try:
                     return await self.store.begin_run(
-                        dialogue_id, owner=self.owner, ttl=LEASE_TTL_S
+                        dialogue_id, owner=self.owner, ttl=self.lease_ttl
                     )
                 except RunInProgress:
                     remaining = give_up - time.monotonic()

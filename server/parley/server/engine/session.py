@@ -74,7 +74,7 @@ from parley.server.store.protocol import RunLease, Store
 
 logger = logging.getLogger(__name__)
 
-LEASE_TTL_S: Final = 30.0
+DEFAULT_LEASE_TTL_S: Final = 30.0
 # participant_index of the moderator's TurnFailed: it is not a participant.
 MODERATOR_INDEX: Final = -1
 
@@ -168,6 +168,7 @@ class Session:
         model: ExecutionModel,
         react: bool,
         observer: RunObserver | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL_S,
         deadline: float | None = None,
         on_end: Callable[[], object] | None = None,
     ) -> None:
@@ -192,6 +193,7 @@ class Session:
         # time.monotonic() by which the whole run must be over (client deadline or the
         # server's maximum run duration); every agent call gets at most what is left.
         self._deadline = deadline
+        self._lease_ttl = lease_ttl
         # Set by request_stop (CancelRun or the lease's cancel flag).
         self._stop: CancelMode | None = None
         self._inflight: set[asyncio.Task[_Outcome]] = set()
@@ -291,8 +293,8 @@ class Session:
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(LEASE_TTL_S / 3)
-            requested = await self._store.renew_run(self._lease, ttl=LEASE_TTL_S)
+            await asyncio.sleep(self._lease_ttl / 3)
+            requested = await self._store.renew_run(self._lease, ttl=self._lease_ttl)
             if requested is not None:
                 self.request_stop(requested)
 
