@@ -38,7 +38,13 @@ class Settings:
     reflection: bool = True
     # gRPC's own cap on one message, both directions.
     max_message_bytes: int = 16 * 1024 * 1024
+    # Bearer tokens with full access; more, with limits, in auth_tokens_file.
     auth_tokens: tuple[str, ...] = ()
+    # Lines of `TOKEN [prefix=PREFIX] [read-only]` (see api.auth).
+    auth_tokens_file: str = ""
+    # Whether health checks and reflection skip authentication.
+    public_health: bool = True
+    public_reflection: bool = True
     limits: Limits = field(default_factory=Limits)
     # [agents.NAME] tables as written; agents.config turns them into profiles.
     agents: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -75,6 +81,9 @@ def _from_toml(path: Path) -> Settings:
         store_url=_get(_table(document, "store"), "url", str, DEFAULT_STORE_URL, "store"),
         lease_ttl=float(_get(_table(document, "store"), "lease_ttl", (int, float), 30.0, "store")),
         auth_tokens=tuple(_get(_table(document, "auth"), "tokens", list, [], "auth")),
+        auth_tokens_file=_get(_table(document, "auth"), "tokens_file", str, "", "auth"),
+        public_health=_get(_table(document, "auth"), "public_health", bool, True, "auth"),
+        public_reflection=_get(_table(document, "auth"), "public_reflection", bool, True, "auth"),
         limits=_limits(_table(document, "limits")),
         agents=_table(document, "agents"),
         capture_content=_telemetry(_table(document, "telemetry")),
@@ -105,6 +114,8 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
             changes["grace_period"] = float(env["PARLEY_GRACE_PERIOD"])
         except ValueError:
             raise ConfigError("PARLEY_GRACE_PERIOD must be a number of seconds") from None
+    if env.get("PARLEY_AUTH_TOKENS_FILE"):
+        changes["auth_tokens_file"] = env["PARLEY_AUTH_TOKENS_FILE"]
     if env.get("PARLEY_AUTH_TOKENS"):
         changes["auth_tokens"] = tuple(
             token.strip() for token in env["PARLEY_AUTH_TOKENS"].split(",") if token.strip()

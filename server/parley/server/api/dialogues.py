@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import grpc
 from parley.server.api import mapping
+from parley.server.api.auth import check_dialogue_allowed, current_grant
 from parley.server.api.errors import streaming, unary
 from parley.server.engine import events
 from parley.server.engine.engine import Engine
 from parley.server.engine.history import HistoryFormat, ImportMode
 from parley.server.engine.model import Message
 from parley.server.engine.session import Session
-from parley.server.engine.validation import Violations
+from parley.server.engine.validation import DIALOGUE_ID, Violations
 from parley.server.store.feed import CancelMode
 from parley.v1 import dialogue_pb2 as pb
 from parley.v1 import dialogue_pb2_grpc
@@ -35,9 +37,13 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         self, request: pb.CreateDialogueRequest, context: Context
     ) -> pb.Dialogue:
         out = Violations()
-        dialogue = mapping.dialogue_from_proto(
-            request.dialogue, request.dialogue_id, "dialogue", out
-        )
+        dialogue_id = request.dialogue_id
+        prefix = current_grant.get().dialogue_prefix
+        if dialogue_id:
+            check_dialogue_allowed(dialogue_id)
+        elif prefix:
+            dialogue_id = prefix + secrets.token_hex(6)
+        dialogue = mapping.dialogue_from_proto(request.dialogue, dialogue_id, "dialogue", out)
         out.raise_if_any()
         return mapping.dialogue_to_proto(await self._engine.create_dialogue(dialogue))
 
@@ -60,8 +66,14 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         )
         after = mapping.decode_page_token(request.page_token, "after_id", str, "page_token", out)
         out.raise_if_any()
+        # Ids are listed in order, so a token's dialogues are one contiguous range that
+        # starts right after the prefix minus its last character.
+        prefix = current_grant.get().dialogue_prefix
+        start = max(after or "", prefix[:-1])
         # One extra row tells whether another page exists without a count query.
-        found = await self._engine.list_dialogues(after_id=after or "", page_size=limit + 1)
+        found = await self._engine.list_dialogues(after_id=start, page_size=limit + 1)
+        if prefix:
+            found = [d for d in found if d.id.startswith(prefix)]
         page = found[:limit]
         token = mapping.encode_page_token(after_id=page[-1].id) if len(found) > limit else ""
         return pb.ListDialoguesResponse(
@@ -73,7 +85,7 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         self, request: pb.UpdateDialogueRequest, context: Context
     ) -> pb.Dialogue:
         out = Violations()
-        dialogue_id = mapping.dialogue_id_from_name(request.dialogue.name, "dialogue.name", out)
+        dialogue_id = _dialogue_ref(request.dialogue.name, "dialogue.name", out)
         changes = mapping.dialogue_from_proto(request.dialogue, dialogue_id, "dialogue", out)
         out.raise_if_any()
         fields = set(request.update_mask.paths)
@@ -93,7 +105,7 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         self, request: pb.AddParticipantRequest, context: Context
     ) -> pb.Dialogue:
         out = Violations()
-        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        dialogue_id = _dialogue_ref(request.dialogue, "dialogue", out)
         participant = mapping.participant_from_proto(request.participant, "participant", out)
         joining = None
         if request.HasField("joining_strategy"):
@@ -129,7 +141,7 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
 
     async def _open_run(self, request: pb.RunSessionRequest, context: Context) -> Session:
         out = Violations()
-        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        dialogue_id = _dialogue_ref(request.dialogue, "dialogue", out)
         run_input = mapping.run_input_from_proto(request, out)
         queue_timeout = mapping.queue_timeout_from_proto(request, out)
         out.raise_if_any()
@@ -146,7 +158,7 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         self, request: pb.WatchDialogueRequest, context: Context
     ) -> AsyncGenerator[pb.WatchDialogueResponse, None]:
         out = Violations()
-        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        dialogue_id = _dialogue_ref(request.dialogue, "dialogue", out)
         if request.after_seq < 0:
             out.add("after_seq", "must not be negative")
         out.raise_if_any()
@@ -162,7 +174,7 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         self, request: pb.CancelRunRequest, context: Context
     ) -> pb.CancelRunResponse:
         out = Violations()
-        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        dialogue_id = _dialogue_ref(request.dialogue, "dialogue", out)
         mode = mapping.enum_from_proto(
             mapping.CANCEL_MODES, request.mode, CancelMode.IMMEDIATE, "mode", out
         )
@@ -174,7 +186,7 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         self, request: pb.ListMessagesRequest, context: Context
     ) -> pb.ListMessagesResponse:
         out = Violations()
-        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        dialogue_id = _dialogue_ref(request.dialogue, "dialogue", out)
         limit = mapping.page_size(
             request.page_size,
             DEFAULT_MESSAGE_PAGE,
@@ -201,7 +213,7 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         self, request: pb.ExportHistoryRequest, context: Context
     ) -> pb.ExportHistoryResponse:
         out = Violations()
-        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        dialogue_id = _dialogue_ref(request.dialogue, "dialogue", out)
         fmt = mapping.enum_from_proto(
             mapping.HISTORY_FORMATS, request.format, HistoryFormat.LLM_TOOLKIT_JSON, "format", out
         )
@@ -214,7 +226,7 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         self, request: pb.ImportHistoryRequest, context: Context
     ) -> pb.Dialogue:
         out = Violations()
-        dialogue_id = mapping.dialogue_id_from_name(request.dialogue, "dialogue", out)
+        dialogue_id = _dialogue_ref(request.dialogue, "dialogue", out)
         mode = mapping.enum_from_proto(
             mapping.IMPORT_MODES, request.mode, ImportMode.AS_MESSAGES, "mode", out
         )
@@ -250,8 +262,20 @@ def _collect(dialogue_id: str, envelopes: list[events.SessionEvent]) -> pb.RunRe
     return response
 
 
+def _dialogue_ref(name: str, field: str, out: Violations) -> str:
+    """The dialogue id a request names, once the caller's token may use it.
+
+    Authorization comes before any lookup, so a denied caller cannot tell whether the
+    dialogue exists.
+    """
+    dialogue_id = mapping.dialogue_id_from_name(name, field, out)
+    if DIALOGUE_ID.fullmatch(dialogue_id):
+        check_dialogue_allowed(dialogue_id)
+    return dialogue_id
+
+
 def _dialogue_id(name: str, field: str) -> str:
     out = Violations()
-    dialogue_id = mapping.dialogue_id_from_name(name, field, out)
+    dialogue_id = _dialogue_ref(name, field, out)
     out.raise_if_any()
     return dialogue_id

@@ -73,6 +73,14 @@ class ResourceExhausted(ParleyError):
         self.subject = subject
 
 
+class Unauthenticated(ParleyError):
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(ParleyError):
+    reason = "PERMISSION_DENIED"
+
+
 class Unavailable(ParleyError):
     reason = "UNAVAILABLE"
 
