@@ -63,7 +63,7 @@ async def reason_of(call_error: grpc.aio.AioRpcError) -> str:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return info.reason
+            return str(info.reason)
     raise AssertionError("no ErrorInfo")
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import grpc
 from parley.server.api import mapping
-from parley.server.api.auth import check_dialogue_allowed, current_grant
+from parley.server.api.auth import FULL_ACCESS, check_dialogue_allowed, current_grant
 from parley.server.api.errors import streaming, unary
+from parley.server.api.run_limits import RunLimiter, peer_host
 from parley.server.engine import events
 from parley.server.engine.engine import Engine
 from parley.server.engine.history import HistoryFormat, ImportMode
@@ -31,6 +32,8 @@ DEFAULT_MESSAGE_PAGE = 100
 class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        limits = engine.limits
+        self._runs = RunLimiter(limits.max_concurrent_runs, limits.max_concurrent_runs_per_client)
 
     @unary
     async def CreateDialogue(
@@ -130,14 +133,16 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
     ) -> AsyncGenerator[pb.SessionEvent, None]:
         # Leaving this block for any reason (done, error, client gone) cancels what is
         # still in flight; completed replies are already stored.
-        async with await self._open_run(request, context) as session:
-            async for event in session:
-                yield mapping.session_event_to_proto(event)
+        with self._runs.slot(_client_of(context)):
+            async with await self._open_run(request, context) as session:
+                async for event in session:
+                    yield mapping.session_event_to_proto(event)
 
     @unary
     async def Run(self, request: pb.RunSessionRequest, context: Context) -> pb.RunResponse:
-        async with await self._open_run(request, context) as session:
-            return _collect(session.dialogue_id, [event async for event in session])
+        with self._runs.slot(_client_of(context)):
+            async with await self._open_run(request, context) as session:
+                return _collect(session.dialogue_id, [event async for event in session])
 
     async def _open_run(self, request: pb.RunSessionRequest, context: Context) -> Session:
         out = Violations()
@@ -260,6 +265,11 @@ def _collect(dialogue_id: str, envelopes: list[events.SessionEvent]) -> pb.RunRe
             case events.SessionCompleted():
                 response.completed = True
     return response
+
+
+def _client_of(context: Context) -> str:
+    grant = current_grant.get()
+    return grant.client if grant is not FULL_ACCESS else peer_host(context.peer())
 
 
 def _dialogue_ref(name: str, field: str, out: Violations) -> str:

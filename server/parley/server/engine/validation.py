@@ -46,6 +46,10 @@ class Limits:
     max_page_size: int = 1000
     # The longest a run may take, whatever the client's deadline.
     max_run_seconds: int = 3600
+    # Runs in progress at once on this server, and per client (token, or peer address
+    # when authentication is off).
+    max_concurrent_runs: int = 4096
+    max_concurrent_runs_per_client: int = 1024
 
 
 class Violations:
