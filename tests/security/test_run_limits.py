@@ -55,6 +55,7 @@ async def test_a_client_over_its_run_limit_is_refused_with_a_quota_failure(
     await create(stub, "two")
     first = stub.RunSession(pb.RunSessionRequest(dialogue="dialogues/one", text="go"))
     started = await first.read()
+    assert isinstance(started, pb.SessionEvent)
     assert started.HasField("started")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Run(pb.RunSessionRequest(dialogue="dialogues/two", text="go"))
