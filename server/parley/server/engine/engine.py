@@ -35,6 +35,7 @@ from parley.server.engine.model import (
     Broadcast,
     Dialogue,
     DialogueContext,
+    ExecutionModel,
     InputMessage,
     JoiningStrategy,
     Message,
@@ -42,6 +43,7 @@ from parley.server.engine.model import (
     MessageType,
     Origin,
     Participant,
+    Sequential,
     Speaker,
     SpeakerKind,
     utcnow,
@@ -77,6 +79,16 @@ class RunInput:
     # The speaker of `text`; None means the System speaker.
     speaker: Speaker | None = None
     broadcast_override: Broadcast | None = None
+
+
+def without_name(model: ExecutionModel, name: str) -> ExecutionModel:
+    """The model with `name` dropped from its explicit orders."""
+    match model:
+        case Sequential(order=order) if name in order:
+            return Sequential(tuple(n for n in order if n != name))
+        case Broadcast(explicit_order=names) if name in names:
+            return dataclasses.replace(model, explicit_order=tuple(n for n in names if n != name))
+    return model
 
 
 def _require_empty_log(dialogue: Dialogue) -> None:
@@ -197,7 +209,15 @@ class Engine:
         return await self.store.add_participant(dialogue_id, participant)
 
     async def remove_participant(self, dialogue_id: str, name: str) -> Dialogue:
-        return await self.store.remove_participant(dialogue_id, name)
+        """Removes a participant (its messages stay) and its name from stored orders,
+        which only ever name participants."""
+        dialogue = await self.store.remove_participant(dialogue_id, name)
+        model = without_name(dialogue.execution_model, name)
+        if model == dialogue.execution_model:
+            return dialogue
+        return await self.store.update_dialogue(
+            dataclasses.replace(dialogue, execution_model=model, update_time=utcnow())
+        )
 
     async def list_messages(
         self, dialogue_id: str, *, after_seq: int, page_size: int

@@ -209,11 +209,26 @@ def _full_draft(
         speaker=speaker,
         content=content,
         origin=origin,
+        create_time=_time(reader, entry, where),
         type=kind,
         custom_type=reader.text(entry, "custom_type", where),
         attachments=tuple(a for a in attachments if a is not None),
         metadata=metadata,
     )
+
+
+def _time(reader: _Reader, entry: dict[str, Any], where: str) -> datetime | None:
+    raw = entry.get("create_time")
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        reader.fail(f"{where}.create_time", "must be an ISO-8601 time with a UTC offset")
+        return None
+    return value
 
 
 def render_history_preface(drafts: Sequence[MessageDraft], now: datetime) -> str:

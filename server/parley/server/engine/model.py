@@ -91,6 +91,8 @@ class MessageDraft:
     # produced this reply. It lets a participant's private conversation be rebuilt
     # from the log alone (see engine.delivery).
     delivered_through: int | None = None
+    # Set only by imports that keep the original times; otherwise the store's clock.
+    create_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +119,7 @@ class Message:
             speaker=draft.speaker,
             content=draft.content,
             origin=draft.origin,
-            create_time=create_time,
+            create_time=draft.create_time or create_time,
             type=draft.type,
             custom_type=draft.custom_type,
             attachments=draft.attachments,

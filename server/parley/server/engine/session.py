@@ -96,7 +96,8 @@ class RunPlan:
 def ordered(participants: Sequence[Participant], names: Sequence[str]) -> list[Participant]:
     """Named participants first in the given order, then the rest in added order."""
     by_name = {p.name: p for p in participants}
-    first = [by_name[name] for name in names]
+    # A name may outlive its participant in a model stored before a removal.
+    first = [by_name[name] for name in names if name in by_name]
     return first + [p for p in participants if p.name not in names]
 
 
@@ -479,13 +480,20 @@ class Session:
     async def _invoke(
         self, agent: str, call: AgentCall, trace: CallTrace
     ) -> AgentReply | AgentFailure:
-        """One agent call under its profile's timeout; failures are returned, not raised."""
+        """One agent call, failures returned, not raised.
+
+        The registry's agents apply the profile's per-attempt timeout and retries
+        themselves; `call_deadline` bounds the whole call only as a last resort.
+        """
         profile = self._agents.profile(agent)
         if profile is None or not profile.available:
+            reason = profile.unavailable_reason if profile is not None else ""
             return AgentFailure(
-                "AGENT_UNAVAILABLE", f"agent profile {agent!r} is not available on this server"
+                "AGENT_UNAVAILABLE",
+                f"agent profile {agent!r} is not available on this server"
+                + (f": {reason}" if reason else ""),
             )
-        timeout = profile.timeout
+        timeout = profile.call_deadline
         if self._deadline is not None:
             remaining = self._deadline - time.monotonic()
             if remaining <= 0:
@@ -500,12 +508,12 @@ class Session:
         except AgentFailure as failure:
             return failure
         except TimeoutError:
-            if timeout < profile.timeout:
+            if timeout < profile.call_deadline:
                 return AgentFailure(
                     "RUN_DEADLINE_EXCEEDED", "the run's deadline passed during this call"
                 )
             return AgentFailure(
-                "AGENT_TIMEOUT", f"no reply within {profile.timeout:g} s", retryable=True
+                "AGENT_TIMEOUT", f"no reply within {profile.call_deadline:g} s", retryable=True
             )
         except Exception:
             logger.exception("agent profile %r failed for %s", agent, call.persona.name)

@@ -1,0 +1,1 @@
+"""Conformance suite: black-box scenarios pinning SEMANTICS.md over gRPC (echo profile only)."""
