@@ -57,6 +57,7 @@ from parley.server.engine.validation import (
     check_broadcast,
     check_dialogue,
     check_dialogue_id,
+    check_joining,
     check_participant,
     check_run_input,
 )
@@ -188,6 +189,11 @@ class Engine:
     async def add_participant(
         self, dialogue_id: str, participant: Participant, joining: JoiningStrategy | None
     ) -> Dialogue:
+        out = Violations()
+        check_participant(participant, "participant", self.agents, out)
+        if joining is not None:
+            check_joining(joining, "joining_strategy", out)
+        out.raise_if_any()
         joining = joining or participant.joining_strategy
         participant = dataclasses.replace(
             participant,
@@ -196,9 +202,6 @@ class Engine:
             # starts at the beginning of the log, like a founding member.
             cursor=None if joining is not None else 0,
         )
-        out = Violations()
-        check_participant(participant, "participant", self.agents, out)
-        out.raise_if_any()
         current = await self.store.get_dialogue(dialogue_id)
         if len(current.participants) >= self.limits.max_participants:
             raise ResourceExhausted(

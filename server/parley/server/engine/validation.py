@@ -200,7 +200,11 @@ def check_run_input(
     if not text and not messages and not attachments:
         out.add("text", "a run needs input: text, messages or attachments")
     if len(messages) > limits.max_input_messages:
-        out.add("messages", f"at most {limits.max_input_messages} messages per run")
+        raise ResourceExhausted(
+            f"at most {limits.max_input_messages} input messages per run",
+            subject="input_messages_per_run",
+            reason="TOO_MANY_INPUT_MESSAGES",
+        )
     if len(text.encode()) > limits.max_message_bytes:
         raise ResourceExhausted(
             f"text is larger than {limits.max_message_bytes} bytes",
