@@ -150,7 +150,7 @@ def test_tokens_file_syntax_errors_name_the_line() -> None:
         parse_tokens_file("good\nbad admin\n", "tokens")
 
 
-def test_auth_with_an_unreadable_tokens_file_is_a_config_error(tmp_path: Path) -> None:
+async def test_auth_with_an_unreadable_tokens_file_is_a_config_error(tmp_path: Path) -> None:
     settings = Settings(auth_tokens_file=str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="auth tokens"):
         ParleyServer(Engine(MemoryStore(), AgentRegistry.with_builtin()), settings)

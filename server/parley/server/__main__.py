@@ -8,26 +8,42 @@ import logging
 import os
 import signal
 import sys
+from datetime import timedelta
 
 from parley.server.agents.profiles import build_registry
 from parley.server.api.server import ParleyServer
 from parley.server.config import ConfigError, Settings, load_settings
 from parley.server.engine.engine import Engine
 from parley.server.logs import configure_logging
+from parley.server.retention import Retention
 from parley.server.store import open_store
+from parley.server.telemetry import (
+    Telemetry,
+    excluded_services_from_env,
+    install,
+    providers_from_env,
+)
 
 logger = logging.getLogger("parley.server")
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, telemetry: Telemetry | None = None) -> None:
     store = open_store(settings.store_url)
     await store.open()
     try:
         engine = Engine(
-            store, build_registry(settings.agents), settings.limits, lease_ttl=settings.lease_ttl
+            store,
+            build_registry(settings.agents),
+            settings.limits,
+            lease_ttl=settings.lease_ttl,
+            observer=telemetry.observer if telemetry is not None else None,
         )
         await engine.start()
-        server = ParleyServer(engine, settings)
+        retention = None
+        if settings.max_age_days is not None:
+            retention = Retention(store, timedelta(days=settings.max_age_days))
+            retention.start()
+        server = ParleyServer(engine, settings, telemetry=telemetry)
         port = await server.start()
 
         stop = asyncio.Event()
@@ -40,6 +56,8 @@ async def serve(settings: Settings) -> None:
         await stop.wait()
         logger.info("shutting down: draining for up to %gs", settings.grace_period)
         await server.stop(settings.grace_period)
+        if retention is not None:
+            await retention.close()
         await engine.close()
     finally:
         await store.close()
@@ -53,7 +71,18 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = load_settings(args.config, os.environ)
         configure_logging(settings.log_level, settings.log_format)
-        asyncio.run(serve(settings))
+        # The only place global providers are set: OTEL_* decide, nothing set is a no-op.
+        providers = providers_from_env()
+        install(providers)
+        telemetry = Telemetry(
+            providers,
+            capture_content=settings.capture_content,
+            excluded_services=excluded_services_from_env(),
+        )
+        try:
+            asyncio.run(serve(settings, telemetry))
+        finally:
+            providers.shutdown()  # flushes the spans of the last runs
     except ConfigError as error:
         print(f"parley-server: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

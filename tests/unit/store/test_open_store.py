@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from parley.server.engine.model import Dialogue
 from parley.server.store import MemoryStore, SQLiteStore, open_store
+from parley.server.store.postgres import PostgresStore
 
 
 def test_memory_url_is_a_memory_store() -> None:
@@ -48,9 +49,17 @@ async def test_sqlite_relative_path_is_relative_to_the_working_directory(
 
 
 @pytest.mark.parametrize(
+    "url", ["postgresql://user:secret@localhost/test", "postgres://localhost/test?options=x"]
+)
+def test_postgres_urls_are_postgres_stores(url: str) -> None:
+    # Nothing connects until open().
+    assert isinstance(open_store(url), PostgresStore)
+
+
+@pytest.mark.parametrize(
     "url",
     [
-        "postgresql://user:secret@localhost/test",
+        "mysql://user:secret@localhost/test",
         "sqlite://",
         "sqlite:///",
         "sqlite://relative.db",

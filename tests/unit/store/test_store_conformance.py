@@ -1,4 +1,7 @@
-"""Every store honours the same `Store` contract; SQLite also keeps it across restarts."""
+"""Every store honours the same `Store` contract; SQLite also keeps it across restarts.
+
+The `postgres` stores run on the real PostgreSQL server, each test in a fresh schema.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -37,7 +40,10 @@ from parley.server.engine.model import (
 )
 from parley.server.store import MemoryStore, RunLease, SQLiteStore, Store
 from parley.server.store.feed import CancelMode, LogGrew
+from parley.server.store.postgres import PostgresStore
 from parley.server.store.sqlite import MIGRATIONS, SCHEMA_VERSION, select_messages_sql
+
+from tests.postgres import fresh_schema, schema_url
 
 TTL = 30.0
 
@@ -74,8 +80,17 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=sorted(FACTORIES))
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    async with fresh_schema() as schema:
+        yield schema_url(schema)
+
+
+@pytest.fixture(params=[*sorted(FACTORIES), "postgres"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return lambda clock: PostgresStore(url, **clocked(clock))
     factory = FACTORIES[request.param]
     return lambda clock: factory(tmp_path, clock)
 
@@ -249,6 +264,40 @@ async def test_delete_unknown_dialogue_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound) as raised:
         await store.delete_dialogue("nope")
     assert raised.value.reason == "DIALOGUE_NOT_FOUND"
+
+
+async def test_expiry_deletes_the_dialogues_untouched_since(store: Store) -> None:
+    old = datetime(2000, 1, 1, tzinfo=UTC)
+    for dialogue_id in ("old", "old-but-active", "old-but-renamed"):
+        await store.create_dialogue(replace(rich_dialogue(dialogue_id), update_time=old))
+    await run_turn(store, "old", 2)
+    await store.delete_dialogue("old")
+    await store.create_dialogue(replace(rich_dialogue("old"), update_time=old))
+    await run_turn(store, "old-but-active", 1)  # an append touches the dialogue
+    renamed = await store.get_dialogue("old-but-renamed")
+    await store.update_dialogue(replace(renamed, display_name="renamed"))
+    await store.create_dialogue(rich_dialogue("new"))
+
+    assert await store.expire_dialogues(datetime(2001, 1, 1, tzinfo=UTC)) == 1
+
+    remaining = await store.list_dialogues(after_id="", limit=10)
+    assert [d.id for d in remaining] == ["new", "old-but-active", "old-but-renamed"]
+    with pytest.raises(NotFound):
+        await store.read_messages("old")
+    assert await store.expire_dialogues(datetime(2001, 1, 1, tzinfo=UTC)) == 0
+
+
+async def test_expiry_takes_its_whole_log_with_a_dialogue(store: Store) -> None:
+    await store.create_dialogue(rich_dialogue())
+    await run_turn(store, "d1", 3)
+
+    assert await store.expire_dialogues(datetime.now(UTC) + timedelta(days=1)) == 1
+
+    with pytest.raises(NotFound):
+        await store.get_dialogue("d1")
+    recreated = await store.create_dialogue(rich_dialogue())
+    assert await store.read_messages("d1") == []
+    assert recreated.message_count == 0
 
 
 # --- participants ---------------------------------------------------------------------

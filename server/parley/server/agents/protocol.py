@@ -46,17 +46,25 @@ class AgentFailure(Exception):
     """A call that produced no reply; becomes a TurnFailed event.
 
     `code` is a stable UPPER_SNAKE reason and `message` is safe to show clients: never
-    a secret, never a raw library exception text.
+    a secret, never a raw library exception text. `retry_after` is how long the backend
+    asked us to wait before trying again (a Retry-After header), in seconds.
     """
 
     def __init__(
-        self, code: str, message: str, *, retryable: bool = False, attempts: int = 1
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        attempts: int = 1,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
         self.attempts = attempts
+        self.retry_after = retry_after
 
 
 class Agent(Protocol):

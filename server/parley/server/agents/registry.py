@@ -2,19 +2,25 @@
 
 Profiles come from the server's configuration, never from clients; `echo` is always
 present. The registry answers which profiles exist, which options a client may set for
-each, and which agent instance serves a call.
+each, and which agent instance serves a call: every agent is served through the retry
+wrapper, under its profile's timeout and retry policy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from parley.server.agents.echo import ECHO_OPTIONS, EchoAgent, validate_echo_options
-from parley.server.agents.protocol import Agent
+from parley.server.agents.protocol import Agent, AgentCall, AgentFailure, AgentReply
+from parley.server.agents.retry import RetryingAgent, RetryPolicy
 
 ECHO_PROFILE = "echo"
 DEFAULT_TIMEOUT_S = 120.0
+# Beyond every attempt and wait: the engine's own deadline only catches a wrapper that
+# failed to stop, so it must never be the one that fires.
+_CALL_SLACK_S = 5.0
 
 OptionValidator = Callable[[Mapping[str, str]], dict[str, str]]
 
@@ -24,7 +30,9 @@ class AgentProfile:
     name: str
     kind: str
     model: str = ""
+    # Seconds one attempt may take.
     timeout: float = DEFAULT_TIMEOUT_S
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Option names clients may set per participant (the kind's allow-list).
     allowed_options: frozenset[str] = frozenset()
     available: bool = True
@@ -32,11 +40,35 @@ class AgentProfile:
     # variable); safe to show clients: it names the variable, never its value.
     unavailable_reason: str = ""
 
+    @property
+    def call_deadline(self) -> float:
+        """Seconds a whole call may take, every attempt and backoff included."""
+        return self.retry.longest_call(self.timeout) + _CALL_SLACK_S
+
+
+class UnavailableAgent:
+    """Serves a profile that cannot run here: every call fails with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def execute(self, call: AgentCall) -> AgentReply:
+        raise AgentFailure("AGENT_UNAVAILABLE", self.reason)
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """A backend holding connections (an HTTP client, a gRPC channel)."""
+
+    async def aclose(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     profile: AgentProfile
+    # `backend` as calls reach it: through the retry wrapper.
     agent: Agent
+    backend: Agent
     validate_options: OptionValidator
 
 
@@ -57,7 +89,8 @@ class AgentRegistry:
     def register(
         self, profile: AgentProfile, agent: Agent, validate_options: OptionValidator
     ) -> None:
-        self._entries[profile.name] = _Entry(profile, agent, validate_options)
+        served = RetryingAgent(agent, timeout=profile.timeout, policy=profile.retry)
+        self._entries[profile.name] = _Entry(profile, served, agent, validate_options)
 
     def __iter__(self) -> Iterator[AgentProfile]:
         return iter(entry.profile for entry in self._entries.values())
@@ -68,6 +101,12 @@ class AgentRegistry:
 
     def agent(self, name: str) -> Agent:
         return self._entries[name].agent
+
+    async def aclose(self) -> None:
+        """Closes the backends' connections (HTTP clients, gRPC channels)."""
+        for entry in self._entries.values():
+            if isinstance(entry.backend, Closeable):
+                await entry.backend.aclose()
 
     def option_problems(self, name: str, options: Mapping[str, str]) -> dict[str, str]:
         """Bad options for profile `name`: option key -> description."""

@@ -10,8 +10,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from parley.server.api.auth import BearerTokenInterceptor
 from parley.server.api.dialogues import DialogueService
-from parley.server.config import Settings
+from parley.server.api.tls import is_loopback, server_credentials
+from parley.server.config import ConfigError, Settings
 from parley.server.engine.engine import Engine
+from parley.server.telemetry import Telemetry
 from parley.v1 import dialogue_pb2, dialogue_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -24,17 +26,27 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class ParleyServer:
     """A configured, not yet started gRPC server; `start` binds and returns the port."""
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings, *, telemetry: Telemetry | None = None
+    ) -> None:
         self.engine = engine
         self.settings = settings
-        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = []
-        if settings.auth_tokens:
-            interceptors.append(BearerTokenInterceptor(settings.auth_tokens))
-        options = [
-            ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.max_send_message_length", settings.max_message_bytes),
-        ]
-        self.grpc = grpc.aio.server(interceptors=interceptors, options=options)
+        # Tracing first, so a rejected call is traced too and the client's trace continues.
+        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = (
+            telemetry.server_interceptors() if telemetry is not None else []
+        )
+        if settings.auth_tokens or settings.auth_tokens_file:
+            interceptors.append(BearerTokenInterceptor.from_settings(settings))
+        if (
+            settings.tls is None
+            and not settings.allow_insecure
+            and not is_loopback(settings.address)
+        ):
+            raise ConfigError(
+                f"refusing to serve plaintext on {settings.address}: configure TLS"
+                " ([tls] cert_file/key_file) or set allow_insecure when a proxy terminates TLS"
+            )
+        self.grpc = grpc.aio.server(interceptors=interceptors, options=_options(settings))
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         dialogue_pb2_grpc.add_DialogueServiceServicer_to_server(DialogueService(engine), self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
@@ -45,7 +57,11 @@ class ParleyServer:
         self.port = 0
 
     async def start(self) -> int:
-        self.port = self.grpc.add_insecure_port(self.settings.address)
+        tls = self.settings.tls
+        if tls is None:
+            self.port = self.grpc.add_insecure_port(self.settings.address)
+        else:
+            self.port = self.grpc.add_secure_port(self.settings.address, server_credentials(tls))
         if self.port == 0:
             raise OSError(f"could not listen on {self.settings.address}")
         await self.grpc.start()
@@ -58,3 +74,23 @@ class ParleyServer:
         for service in ("", DIALOGUE_SERVICE):
             await self.health.set(service, NOT_SERVING)
         await self.grpc.stop(grace)
+
+
+def _options(settings: Settings) -> list[tuple[str, int]]:
+    """Message size caps, keepalive and connection lifetime as gRPC channel options."""
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", int(settings.keepalive_time * 1000)),
+        ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout * 1000)),
+        # Clients may ping as often as we do, without being told off (GOAWAY).
+        ("grpc.http2.min_ping_interval_without_data_ms", int(settings.keepalive_time * 500)),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+    lifetimes = (
+        ("grpc.max_connection_idle_ms", settings.max_connection_idle),
+        ("grpc.max_connection_age_ms", settings.max_connection_age),
+        ("grpc.max_connection_age_grace_ms", settings.max_connection_age_grace),
+    )
+    options.extend((name, int(seconds * 1000)) for name, seconds in lifetimes if seconds > 0)
+    return options

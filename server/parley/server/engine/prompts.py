@@ -58,12 +58,7 @@ def speaker_label(message: Message) -> str:
 
 def render_messages(messages: Iterable[Message]) -> str:
     """One `[Name (Role)]: content` line per message, in log order."""
-    return "\n".join(
-        f"[{m.speaker.name} ({m.speaker.role})]: {m.content}"
-        if m.speaker.role
-        else f"[{m.speaker.name}]: {m.content}"
-        for m in messages
-    )
+    return "\n".join(f"[{speaker_label(m)}]: {m.content}" for m in messages)
 
 
 def render_system(dialogue: Dialogue, participant: Participant) -> str:
@@ -94,7 +89,9 @@ class _Shared:
         # Kept to recognise the same value again (by identity: they are immutable).
         self.participants = dialogue.participants
         self.context = dialogue.context
-        self.context_text = _render_context(dialogue.context) if dialogue.context else ""
+        self.context_text = (
+            _render_context(dialogue.context) if dialogue.context is not None else ""
+        )
         policy = dialogue.context.policy if dialogue.context is not None else {}
         # Per participant: (name, the entry before the "this is you" mark, after it).
         self.entries = [_participant_entry(p.persona, policy) for p in dialogue.participants]

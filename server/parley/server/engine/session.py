@@ -462,7 +462,7 @@ class Session:
             delivered=delivered,
             prompt=render_prompt(self._dialogue, participant, delivered),
             system=render_system(self._dialogue, participant),
-            history=functools.partial(self._history, participant),
+            history=functools.partial(self._history, participant, through),
         )
         trace = self._trace.call(
             call, self._agents.profile(participant.agent), sequential=sequential
@@ -472,9 +472,11 @@ class Session:
             return _Failed(participant, index, outcome, trace)
         return _Replied(participant, index, outcome, through, started, trace)
 
-    async def _history(self, participant: Participant) -> list[ChatMessage]:
-        cursor = participant.cursor or 0
-        log = await self._store.read_messages(self.dialogue_id, through_seq=cursor)
+    async def _history(self, participant: Participant, through: int) -> list[ChatMessage]:
+        # Through the head of this call, not the participant's cursor: its own replies
+        # come after the cursor they moved it to. Messages new to this call are in no
+        # exchange yet, so reading them here adds nothing.
+        log = await self._store.read_messages(self.dialogue_id, through_seq=through)
         return private_conversation(log, participant.name, participant.joining_strategy)
 
     async def _invoke(

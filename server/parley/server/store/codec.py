@@ -1,7 +1,8 @@
 """JSON documents for the model values a store keeps whole rather than in columns.
 
-Every store (SQLite now, PostgreSQL later) uses these functions, so one dialogue written
-by either backend has the same documents. Variants are tagged objects with a single key
+Every store (SQLite, PostgreSQL) uses these functions, so one dialogue written by either
+backend has the same documents; the PostgreSQL feed also carries run events between
+replicas in this form. Variants are tagged objects with a single key
 (`{"broadcast": {...}}`, `{"recent": {"turns": 5}}`), the form the moderator answers in.
 Decoders fill absent fields with the model's defaults, so a document written before a
 field existed still reads; an unknown tag raises `ValueError` rather than guessing.
@@ -11,8 +12,18 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, assert_never
 
+from parley.server.engine.events import (
+    Event,
+    RoutingDecision,
+    SessionCompleted,
+    SessionEvent,
+    SessionStarted,
+    TurnCompleted,
+    TurnFailed,
+)
 from parley.server.engine.model import (
     Attachment,
     Broadcast,
@@ -34,6 +45,7 @@ from parley.server.engine.model import (
     Speaker,
     SpeakerKind,
     TalkStyle,
+    Usage,
     VisualIdentity,
 )
 
@@ -275,3 +287,128 @@ def attachments_to_json(attachments: Sequence[Attachment]) -> list[JSONObject]:
 
 def attachments_from_json(data: Sequence[Mapping[str, Any]]) -> tuple[Attachment, ...]:
     return tuple(attachment_from_json(a) for a in data)
+
+
+# --- run events (the PostgreSQL feed carries them between replicas) -------------------
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def usage_to_json(usage: Usage) -> JSONObject:
+    return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+
+
+def usage_from_json(data: Mapping[str, Any]) -> Usage:
+    return Usage(
+        input_tokens=data.get("input_tokens", 0), output_tokens=data.get("output_tokens", 0)
+    )
+
+
+def event_to_json(event: Event) -> JSONObject:
+    match event:
+        case SessionStarted():
+            return {
+                "started": {
+                    "participants": list(event.participants),
+                    "execution_model": execution_model_to_json(event.execution_model),
+                    "input_seqs": list(event.input_seqs),
+                }
+            }
+        case RoutingDecision():
+            return {
+                "routing": {
+                    "execution_model": execution_model_to_json(event.execution_model),
+                    "raw_answer": event.raw_answer,
+                }
+            }
+        case TurnCompleted():
+            return {
+                "turn_completed": {
+                    "speaker": speaker_to_json(event.speaker),
+                    "content": event.content,
+                    "turn": event.turn,
+                    "message_seq": event.message_seq,
+                    "participant_index": event.participant_index,
+                    "latency_us": event.latency // _MICROSECOND,
+                    "usage": usage_to_json(event.usage),
+                }
+            }
+        case TurnFailed():
+            return {
+                "turn_failed": {
+                    "speaker": speaker_to_json(event.speaker),
+                    "participant_index": event.participant_index,
+                    "code": event.code,
+                    "message": event.message,
+                    "retryable": event.retryable,
+                    "attempts": event.attempts,
+                }
+            }
+        case SessionCompleted():
+            return {
+                "completed": {
+                    "turn_count": event.turn_count,
+                    "failure_count": event.failure_count,
+                }
+            }
+        case _:
+            assert_never(event)
+
+
+def event_from_json(data: Mapping[str, Any]) -> Event:
+    tag, body = _tagged(data, "run event")
+    if tag == "started":
+        return SessionStarted(
+            participants=tuple(body.get("participants", ())),
+            execution_model=execution_model_from_json(body["execution_model"]),
+            input_seqs=tuple(body.get("input_seqs", ())),
+        )
+    if tag == "routing":
+        return RoutingDecision(
+            execution_model=execution_model_from_json(body["execution_model"]),
+            raw_answer=body.get("raw_answer", ""),
+        )
+    if tag == "turn_completed":
+        return TurnCompleted(
+            speaker=speaker_from_json(body["speaker"]),
+            content=body.get("content", ""),
+            turn=body["turn"],
+            message_seq=body["message_seq"],
+            participant_index=body["participant_index"],
+            latency=body.get("latency_us", 0) * _MICROSECOND,
+            usage=usage_from_json(body.get("usage", {})),
+        )
+    if tag == "turn_failed":
+        return TurnFailed(
+            speaker=speaker_from_json(body["speaker"]),
+            participant_index=body["participant_index"],
+            code=body["code"],
+            message=body.get("message", ""),
+            retryable=body.get("retryable", False),
+            attempts=body.get("attempts", 0),
+        )
+    if tag == "completed":
+        return SessionCompleted(
+            turn_count=body.get("turn_count", 0), failure_count=body.get("failure_count", 0)
+        )
+    raise ValueError(f"unknown run event {tag!r}")
+
+
+def session_event_to_json(envelope: SessionEvent) -> JSONObject:
+    return {
+        "dialogue_id": envelope.dialogue_id,
+        "turn": envelope.turn,
+        "sequence": envelope.sequence,
+        "time": envelope.time.isoformat(),
+        "event": event_to_json(envelope.event),
+    }
+
+
+def session_event_from_json(data: Mapping[str, Any]) -> SessionEvent:
+    return SessionEvent(
+        dialogue_id=data["dialogue_id"],
+        turn=data["turn"],
+        sequence=data["sequence"],
+        time=datetime.fromisoformat(data["time"]),
+        event=event_from_json(data["event"]),
+    )

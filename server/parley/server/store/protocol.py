@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from parley.server.engine.model import Dialogue, Message, MessageDraft, Participant
@@ -78,6 +79,11 @@ class Store(Protocol):
 
     async def delete_dialogue(self, dialogue_id: str) -> None:
         """Removes the dialogue, its participants and its whole log."""
+        ...
+
+    async def expire_dialogues(self, older_than: datetime) -> int:
+        """Deletes, as `delete_dialogue` does, every dialogue whose update_time (its last
+        change or append) is before `older_than`; returns how many went."""
         ...
 
     async def add_participant(self, dialogue_id: str, participant: Participant) -> Dialogue:

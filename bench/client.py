@@ -1,0 +1,101 @@
+"""The gRPC figures' client side: benchmark dialogues and timed streams, Parley and bare."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from parley.v1 import dialogue_pb2 as pb
+from parley.v1 import dialogue_pb2_grpc
+
+from bench import bare
+from bench.common import PROMPT, REPLY, USER
+
+Stub = dialogue_pb2_grpc.DialogueServiceStub
+BareCall = grpc.aio.UnaryStreamMultiCallable[bytes, pb.SessionEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """One stream, seen by the client: seconds from the call to the first Turn and to
+    the last event, items received, bytes of their serialized form."""
+
+    first_turn: float
+    last_event: float
+    items: int
+    size: int
+
+
+def participants(names: Sequence[str], delays_ms: Sequence[int] = ()) -> list[pb.Participant]:
+    result = []
+    for index, name in enumerate(names):
+        options = {"reply": REPLY}
+        if delays_ms:
+            options["delay_ms"] = str(delays_ms[index])
+        result.append(
+            pb.Participant(
+                persona=pb.Persona(name=name, role="engineer"), agent="echo", agent_options=options
+            )
+        )
+    return result
+
+
+def model(name: str) -> pb.ExecutionModel:
+    if name == "sequential":
+        return pb.ExecutionModel(sequential=pb.Sequential())
+    return pb.ExecutionModel(broadcast=pb.Broadcast())
+
+
+async def create(
+    stub: Stub,
+    dialogue_id: str,
+    names: Sequence[str],
+    execution_model: str,
+    delays_ms: Sequence[int] = (),
+) -> str:
+    dialogue = pb.Dialogue(
+        participants=participants(names, delays_ms), execution_model=model(execution_model)
+    )
+    created = await stub.CreateDialogue(
+        pb.CreateDialogueRequest(dialogue=dialogue, dialogue_id=dialogue_id)
+    )
+    return created.name
+
+
+def run_request(name: str) -> pb.RunSessionRequest:
+    return pb.RunSessionRequest(
+        dialogue=name,
+        text=PROMPT,
+        speaker=pb.Speaker(kind=pb.SPEAKER_KIND_USER, name=USER.name),
+    )
+
+
+async def timed(start: Callable[[], grpc.aio.UnaryStreamCall[Any, pb.SessionEvent]]) -> Timing:
+    """Starts a stream and reads it to its end."""
+    started = time.perf_counter()
+    call = start()
+    first_turn = 0.0
+    items = size = 0
+    async for event in call:
+        items += 1
+        size += event.ByteSize()
+        if not first_turn and event.HasField("turn_completed"):
+            first_turn = time.perf_counter() - started
+    return Timing(first_turn, time.perf_counter() - started, items, size)
+
+
+async def parley_run(stub: Stub, name: str) -> Timing:
+    request = run_request(name)
+    return await timed(lambda: stub.RunSession(request))
+
+
+async def bare_run(
+    call: BareCall,
+    participants: int,
+    delays_ms: Sequence[int] = (),
+) -> Timing:
+    request = bare.request(participants, delays_ms)
+    return await timed(lambda: call(request))

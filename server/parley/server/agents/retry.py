@@ -1,0 +1,109 @@
+"""Timeouts and retries shared by every agent kind.
+
+Each attempt runs under the profile's timeout. A failure marked retryable (rate limits,
+5xx, lost connections, timeouts) is tried again after a backoff with full jitter: a
+random wait between zero and an exponentially growing cap, so that many participants
+hitting the same limit do not come back in lockstep. A backend's Retry-After is a lower
+bound on that wait; one asking for longer than `max_backoff` is not waited for, since a
+turn should fail visibly rather than hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from parley.server.agents.protocol import Agent, AgentCall, AgentFailure, AgentReply
+
+logger = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+# random.uniform's shape: a number between the two bounds.
+Uniform = Callable[[float, float], float]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a call is tried and how long to wait in between (seconds)."""
+
+    attempts: int = 1
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+
+    def backoff_cap(self, retry: int) -> float:
+        """The longest wait before retry number `retry` (0 for the first retry)."""
+        return min(self.max_backoff, self.backoff * 2.0**retry)
+
+    def longest_call(self, timeout: float) -> float:
+        """An upper bound on a whole call with every attempt and wait, in seconds."""
+        return timeout * self.attempts + self.max_backoff * (self.attempts - 1)
+
+
+class RetryingAgent:
+    """Wraps an agent: per-attempt timeout, retries of retryable failures, attempt count.
+
+    The failure it finally raises carries `attempts`, the number of attempts made.
+    Cancellation is never retried and never swallowed.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        timeout: float,
+        policy: RetryPolicy,
+        sleep: Sleep = asyncio.sleep,
+        uniform: Uniform = random.uniform,
+    ) -> None:
+        self.agent = agent
+        self._timeout = timeout
+        self._policy = policy
+        self._sleep = sleep
+        self._uniform = uniform
+
+    async def execute(self, call: AgentCall) -> AgentReply:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(call)
+            except AgentFailure as failure:
+                delay = self._delay_before_retry(failure, attempt)
+                if delay is None:
+                    failure.attempts = attempt
+                    raise
+                logger.info(
+                    "%s in %s: attempt %d failed (%s), retrying in %.2f s",
+                    call.persona.name,
+                    call.dialogue_id,
+                    attempt,
+                    failure.code,
+                    delay,
+                )
+            await self._sleep(delay)
+
+    async def _attempt(self, call: AgentCall) -> AgentReply:
+        try:
+            async with asyncio.timeout(self._timeout) as deadline:
+                return await self.agent.execute(call)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise AgentFailure(
+                "AGENT_TIMEOUT", f"no reply within {self._timeout:g} s", retryable=True
+            ) from None
+
+    def _delay_before_retry(self, failure: AgentFailure, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None when there is none."""
+        policy = self._policy
+        if not failure.retryable or attempt >= policy.attempts:
+            return None
+        delay = self._uniform(0.0, policy.backoff_cap(attempt - 1))
+        if failure.retry_after is not None:
+            if failure.retry_after > policy.max_backoff:
+                return None
+            delay = max(delay, failure.retry_after)
+        return delay

@@ -1,0 +1,54 @@
+"""Real PostgreSQL for tests: a fresh schema per test, dropped afterwards.
+
+The server is the project machine's (127.0.0.1:5432, trust auth, database `test`), or the
+one PARLEY_TEST_POSTGRES_URL names. Tests skip only when it cannot be reached at all.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import quote
+
+import asyncpg
+import pytest
+
+BASE_URL = os.environ.get("PARLEY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+CONNECT_TIMEOUT_S = 10.0
+
+
+def schema_url(schema: str) -> str:
+    """The base URL with `schema` first on the search path, the way a deployment names
+    its schema."""
+    separator = "&" if "?" in BASE_URL else "?"
+    return f"{BASE_URL}{separator}options={quote(f'-csearch_path={schema}', safe='')}"
+
+
+async def connect() -> asyncpg.Connection[asyncpg.Record]:
+    """An admin connection; skips the test when no PostgreSQL server answers."""
+    try:
+        return await asyncpg.connect(BASE_URL, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, asyncpg.CannotConnectNowError) as error:
+        pytest.skip(f"PostgreSQL is not reachable at {BASE_URL}: {error!r}")
+
+
+async def drop_schema(schema: str) -> None:
+    conn = await connect()
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def fresh_schema(prefix: str = "parley_test") -> AsyncIterator[str]:
+    """The name of a schema no one uses yet (the stores create it), dropped on exit."""
+    schema = f"{prefix}_{secrets.token_hex(6)}"
+    conn = await connect()  # skips before anything is created
+    await conn.close()
+    try:
+        yield schema
+    finally:
+        await drop_schema(schema)
