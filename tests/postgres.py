@@ -42,12 +42,18 @@ async def drop_schema(schema: str) -> None:
         await conn.close()
 
 
-@asynccontextmanager
-async def fresh_schema(prefix: str = "parley_test") -> AsyncIterator[str]:
-    """The name of a schema no one uses yet (the stores create it), dropped on exit."""
-    schema = f"{prefix}_{secrets.token_hex(6)}"
-    conn = await connect()  # skips before anything is created
+async def new_schema(prefix: str = "parley_test") -> str:
+    """The name of a schema no one uses yet: the stores create it on open. Skips the
+    test when no PostgreSQL server answers, before anything exists."""
+    conn = await connect()
     await conn.close()
+    return f"{prefix}_{secrets.token_hex(6)}"
+
+
+@asynccontextmanager
+async def fresh_schema() -> AsyncIterator[str]:
+    """A new schema's name, the schema dropped on exit."""
+    schema = await new_schema()
     try:
         yield schema
     finally:

@@ -59,6 +59,7 @@ async def serve(settings: Settings, telemetry: Telemetry | None = None) -> None:
         if retention is not None:
             await retention.close()
         await engine.close()
+        await engine.agents.aclose()
     finally:
         await store.close()
     logger.info("stopped")

@@ -122,6 +122,8 @@ CANCEL_MODES = {
     pb.CANCEL_MODE_AFTER_TURN: CancelMode.AFTER_TURN,
 }
 DEFAULT_QUEUE_TIMEOUT_S = 30.0
+NANOS_PER_SECOND = 1_000_000_000
+MAX_INT64 = 2**63 - 1
 MAX_QUEUE_TIMEOUT_S = 3600.0
 
 
@@ -181,10 +183,22 @@ def decode_page_token(token: str, key: str, kind: type[T], field: str, out: Viol
         value = json.loads(base64.urlsafe_b64decode(token.encode()))[key]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         value = None
-    if not isinstance(value, kind) or isinstance(value, bool):
+    if not isinstance(value, kind) or isinstance(value, bool) or not _storable(value):
         out.add(field, "is not a page token issued by this server")
         return None
     return value
+
+
+def _storable(value: str | int) -> bool:
+    """What a store can take: an int64 that is not negative, text without lone surrogates
+    (a token's JSON may spell them as \\ud800 escapes)."""
+    if isinstance(value, int):
+        return 0 <= value <= MAX_INT64
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def page_size(value: int, default: int, maximum: int, field: str, out: Violations) -> int:
@@ -658,7 +672,12 @@ def queue_timeout_from_proto(request: pb.RunSessionRequest, out: Violations) -> 
         return None
     if not request.HasField("queue_timeout"):
         return DEFAULT_QUEUE_TIMEOUT_S
-    seconds = request.queue_timeout.ToTimedelta().total_seconds()
+    # Not ToTimedelta(): it overflows on int64 seconds outside timedelta's range.
+    timeout = request.queue_timeout
+    seconds = timeout.seconds + timeout.nanos / 1e9
+    if not -NANOS_PER_SECOND < timeout.nanos < NANOS_PER_SECOND:
+        out.add("queue_timeout", "is not a valid Duration (nanos out of range)")
+        return None
     if not 0 <= seconds <= MAX_QUEUE_TIMEOUT_S:
         out.add("queue_timeout", f"must be between 0 and {MAX_QUEUE_TIMEOUT_S:g} seconds")
         return None

@@ -13,7 +13,6 @@ Two formats:
 from __future__ import annotations
 
 import base64
-import binascii
 import enum
 import itertools
 import json
@@ -45,6 +44,9 @@ class ImportMode(enum.Enum):
 
 
 SYSTEM_PROMPT_PREFACE = "Conversation so far (imported history):"
+# Turns are int64 in the store and every later run adds one: imported turns stay far
+# below that (2^53 - 1 is also the largest integer every JSON reader keeps exactly).
+MAX_IMPORTED_TURN = 2**53 - 1
 
 
 def _speaker_to_json(speaker: Speaker) -> dict[str, str]:
@@ -129,7 +131,7 @@ class _Reader:
         if "data" in value:
             try:
                 data = base64.b64decode(self.text(value, "data", where), validate=True)
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or a non-ASCII string
                 self.fail(f"{where}.data", "must be base64")
         uri = self.text(value, "uri", where) if "uri" in value else None
         return Attachment(
@@ -160,6 +162,13 @@ def parse_history(content: str, first_turn: int = 1) -> list[MessageDraft]:
         ) from None
     if not isinstance(entries, list):
         raise InvalidArgument.single("content", "must be a JSON array of messages")
+    try:
+        # JSON may spell lone surrogates (\ud800), which are not text: no store takes them.
+        json.dumps(entries, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidArgument.single(
+            "content", "holds a lone surrogate escape (\\ud800-\\udfff), which is not text"
+        ) from None
     reader = _Reader()
     drafts: list[MessageDraft] = []
     turn = first_turn - 1
@@ -188,8 +197,8 @@ def _full_draft(
     reader: _Reader, entry: dict[str, Any], where: str, speaker: Speaker, content: str
 ) -> MessageDraft:
     turn = entry.get("turn")
-    if not isinstance(turn, int) or isinstance(turn, bool) or turn < 1:
-        reader.fail(f"{where}.turn", "must be a positive integer")
+    if not isinstance(turn, int) or isinstance(turn, bool) or not 1 <= turn <= MAX_IMPORTED_TURN:
+        reader.fail(f"{where}.turn", f"must be an integer from 1 to {MAX_IMPORTED_TURN}")
         turn = 1
     kind = _enum_value(reader, entry, "type", where, MessageType) or MessageType.CONVERSATIONAL
     origin = _enum_value(reader, entry, "origin", where, Origin) or Origin.INCOMING
