@@ -22,9 +22,13 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/
  && mkdir -p /app/data \
  && chown parley:parley /app/data
 COPY --from=builder /opt/venv /opt/venv
+# Plaintext inside the container network: TLS ends at the platform's proxy or ingress.
+# To terminate TLS here, set PARLEY_TLS_CERT_FILE and PARLEY_TLS_KEY_FILE (mounted PEM
+# files) and PARLEY_ALLOW_INSECURE=false, and run with --no-healthcheck or your own probe.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PARLEY_ADDRESS=0.0.0.0:50051 \
+    PARLEY_ALLOW_INSECURE=true \
     PARLEY_STORE_URL=sqlite:////app/data/parley.db
 WORKDIR /app
 USER parley

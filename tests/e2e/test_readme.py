@@ -70,5 +70,7 @@ def test_readme_config_file_has_every_setting() -> None:
 def test_readme_documents_every_environment_variable() -> None:
     variables = set(re.findall(r'"(PARLEY_[A-Z_]+)"', CONFIG_SOURCE))
     assert variables
-    table_rows = set(re.findall(r"^\| `(PARLEY_[A-Z_]+)` \|", README.read_text("utf-8"), re.M))
-    assert variables == table_rows
+    # The first column of the README's table: `PARLEY_X`, sometimes two to a row.
+    first_columns = re.findall(r"^\| (`PARLEY_[^|]*)\|", README.read_text("utf-8"), re.M)
+    documented = {name for cell in first_columns for name in re.findall(r"PARLEY_[A-Z_]+", cell)}
+    assert variables == documented

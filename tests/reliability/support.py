@@ -14,14 +14,15 @@ import collections
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from parley.server.agents.protocol import AgentCall, AgentReply
 from parley.server.agents.registry import AgentProfile, AgentRegistry
 from parley.server.api.server import ParleyServer
 from parley.server.config import Settings
-from parley.server.engine.engine import Engine
+from parley.server.engine.engine import Engine, RunInput
+from parley.server.engine.session import Session
 from parley.server.engine.validation import Limits
 from parley.server.store import MemoryStore, Store
 from parley.v1 import dialogue_pb2 as pb
@@ -80,8 +81,31 @@ class GateAgent:
         return AgentReply(self.reply_of(name))
 
 
+class RecordingEngine(Engine):
+    """The production engine, remembering every run it opened (latest per dialogue), so
+    a test can look at a run's internals after it left the engine's own registry."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sessions: dict[str, Session] = {}
+
+    async def open_run(
+        self,
+        dialogue_id: str,
+        run_input: RunInput,
+        *,
+        deadline: float | None = None,
+        queue_timeout: float | None = None,
+    ) -> Session:
+        session = await super().open_run(
+            dialogue_id, run_input, deadline=deadline, queue_timeout=queue_timeout
+        )
+        self.sessions[dialogue_id] = session
+        return session
+
+
 def _no_options(options: Mapping[str, str]) -> dict[str, str]:
-    return {key: "the gate profile takes no options" for key in options}
+    return dict.fromkeys(options, "the gate profile takes no options")
 
 
 def gated(name: str) -> pb.Participant:
@@ -92,7 +116,7 @@ def gated(name: str) -> pb.Participant:
 @dataclass
 class LiveServer:
     address: str
-    engine: Engine
+    engine: RecordingEngine
     store: Store
     gate: GateAgent
     settings: Settings
@@ -114,7 +138,7 @@ class LiveServer:
 
     async def close_channels(self) -> None:
         for channel in self.channels:
-            await channel.close()
+            await channel.close(None)
 
 
 @contextlib.asynccontextmanager
@@ -131,7 +155,7 @@ async def live_server(
     registry = AgentRegistry.with_builtin()
     gate = GateAgent()
     registry.register(AgentProfile(GATE_PROFILE, "gate", timeout=3600.0), gate, _no_options)
-    engine = Engine(store, registry, limits)
+    engine = RecordingEngine(store, registry, limits)
     await engine.start()
     settings = Settings(address="127.0.0.1:0", limits=limits, auth_tokens=tuple(auth_tokens))
     server = ParleyServer(engine, settings)

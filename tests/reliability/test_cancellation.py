@@ -50,9 +50,7 @@ async def server() -> AsyncIterator[LiveServer]:
 
 
 def failures_by_speaker(events: list[pb.SessionEvent]) -> dict[str, pb.TurnFailed]:
-    return {
-        e.turn_failed.speaker.name: e.turn_failed for e in events if e.HasField("turn_failed")
-    }
+    return {e.turn_failed.speaker.name: e.turn_failed for e in events if e.HasField("turn_failed")}
 
 
 def speakers_of_turn(log: list[pb.Message], turn: int) -> list[str]:
@@ -80,7 +78,7 @@ async def test_a_client_disconnecting_mid_run_cancels_in_flight_calls_and_keeps_
     if how == "cancel-call":
         call.cancel()
     else:
-        await runner_channel.close()
+        await runner_channel.close(None)
 
     # The dialogue takes runs again once the cancelled run has let go of it.
     await wait_until_runnable_async(admin, name)

@@ -45,17 +45,17 @@ async def server() -> AsyncIterator[LiveServer]:
 
 
 async def run_with_deadline(
-    server: LiveServer, rpc: str, request: pb.RunSessionRequest, timeout: float
+    server: LiveServer, rpc: str, request: pb.RunSessionRequest, deadline_s: float
 ) -> tuple[grpc.StatusCode, list[pb.SessionEvent | pb.RunResponse]]:
     """The status the client saw and what it received before it."""
     runner = server.stub()
     received: list[pb.SessionEvent | pb.RunResponse] = []
     try:
         if rpc == "RunSession":
-            async for event in runner.RunSession(request, timeout=timeout):
+            async for event in runner.RunSession(request, timeout=deadline_s):
                 received.append(event)
         else:
-            received.append(await runner.Run(request, timeout=timeout))
+            received.append(await runner.Run(request, timeout=deadline_s))
     except grpc.aio.AioRpcError as error:
         return error.code(), received
     return grpc.StatusCode.OK, received
@@ -64,9 +64,7 @@ async def run_with_deadline(
 def failure_codes(received: list[pb.SessionEvent | pb.RunResponse]) -> dict[str, str]:
     codes: dict[str, str] = {}
     for item in received:
-        failures = (
-            [item.turn_failed] if isinstance(item, pb.SessionEvent) else list(item.failures)
-        )
+        failures = [item.turn_failed] if isinstance(item, pb.SessionEvent) else list(item.failures)
         codes.update((f.speaker.name, f.code) for f in failures if f.code)
     return codes
 

@@ -24,7 +24,6 @@ from parley.server.engine.validation import Limits
 from parley.server.store import MemoryStore
 from parley.server.store.protocol import RunLease
 from parley.v1 import dialogue_pb2 as pb
-from parley.v1 import dialogue_pb2_grpc
 
 from tests.api.support import (
     all_messages_async,
@@ -142,9 +141,7 @@ async def test_bytes_of_one_message_count_utf8_bytes_not_characters(server: Live
     ]
     for request in too_big:
         assert_quota(await refusal(stub.Run(request)), "MESSAGE_TOO_LARGE", "message_bytes")
-        assert_quota(
-            await refusal(stub.RunSession(request)), "MESSAGE_TOO_LARGE", "message_bytes"
-        )
+        assert_quota(await refusal(stub.RunSession(request)), "MESSAGE_TOO_LARGE", "message_bytes")
     # Refused before anything was stored.
     assert await all_messages_async(stub, name) == []
     at_limit = await stub.Run(pb.RunSessionRequest(dialogue=name, text="€" * 341 + "x"))
@@ -261,10 +258,11 @@ async def test_concurrent_runs_per_client_and_per_server() -> None:
             )
             names.append(dialogue.name)
 
-        def run(token: str, name: str) -> grpc.aio.UnaryStreamCall[
-            pb.RunSessionRequest, pb.SessionEvent
-        ]:
-            return stub.RunSession(pb.RunSessionRequest(dialogue=name, text="go"), metadata=auth(token))
+        def run(
+            token: str, name: str
+        ) -> grpc.aio.UnaryStreamCall[pb.RunSessionRequest, pb.SessionEvent]:
+            request = pb.RunSessionRequest(dialogue=name, text="go")
+            return stub.RunSession(request, metadata=auth(token))
 
         ann = run("ann", names[0])
         assert (await next_event(ann)).HasField("started")
@@ -379,6 +377,3 @@ async def test_bad_queue_settings_are_refused(
         request.queue_timeout.CopyFrom(queue_for(queue_timeout))
     failure = failure_of(await refusal(stub.Run(request)))
     assert_failure(failure, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", {field})
-
-
-_ = dialogue_pb2_grpc

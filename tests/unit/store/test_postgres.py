@@ -167,8 +167,7 @@ async def test_exactly_one_replica_begins_a_run(replica: Replicas) -> None:
     assert message.seq == 1
 
 
-async def test_a_lease_expires_on_the_database_clock(replica: Replicas) -> None:
-    # Replicas whose own clocks disagree wildly still agree on expiry.
+async def test_an_expired_lease_passes_to_another_replica(replica: Replicas) -> None:
     first, second = await replica(), await replica()
     await first.create_dialogue(Dialogue(id="d1"))
     held = await first.begin_run("d1", owner="a", ttl=0.2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
@@ -142,3 +143,93 @@ def streaming(
             await abort_for(context, error)
 
     return wrapper
+
+
+# --- requests that do not parse ------------------------------------------------------
+
+
+class _Undecodable:
+    """Stands for a request whose bytes are not a valid message of the method's type."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+
+def _malformed(request: _Undecodable) -> status_pb2.Status:
+    return status_for(
+        errors.InvalidArgument.single(
+            "request",
+            f"is not a valid {request.type_name} message (bad wire format or invalid UTF-8)",
+            reason="MALFORMED_REQUEST",
+        )
+    )
+
+
+def _tolerant_deserializer(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    owner = getattr(deserialize, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    type_name = getattr(descriptor, "full_name", "request")
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception:  # DecodeError, or whatever a custom deserializer raises
+            return _Undecodable(type_name)
+
+    return parse
+
+
+class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """INVALID_ARGUMENT (reason MALFORMED_REQUEST) for a request that does not parse.
+
+    Without it grpc.aio answers UNKNOWN with the parser's own exception text before any
+    handler runs. Install it last (innermost), so that interceptors which rebuild
+    handlers (authentication, tracing) keep its deserializer. Unary-request methods
+    only: streamed requests (reflection) are left as they are.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        parse = _tolerant_deserializer(handler.request_deserializer)
+        kwargs: dict[str, Any] = {
+            "request_deserializer": parse,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            unary_behaviour: Any = handler.unary_unary
+
+            async def unary(request: Any, context: Context) -> Any:
+                if isinstance(request, _Undecodable):
+                    await abort(context, _malformed(request))
+                return await unary_behaviour(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
+        if handler.unary_stream is not None:
+            stream_behaviour: Any = handler.unary_stream
+            if not inspect.isasyncgenfunction(stream_behaviour):
+                # A handler that writes with context.write (health's Watch).
+
+                async def writer(request: Any, context: Context) -> Any:
+                    if isinstance(request, _Undecodable):
+                        await abort(context, _malformed(request))
+                    return await stream_behaviour(request, context)
+
+                return grpc.unary_stream_rpc_method_handler(writer, **kwargs)
+
+            async def stream(request: Any, context: Context) -> AsyncGenerator[Any, None]:
+                if isinstance(request, _Undecodable):
+                    await abort(context, _malformed(request))
+                async with contextlib.aclosing(stream_behaviour(request, context)) as items:
+                    async for item in items:
+                        yield item
+
+            return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
+        return handler

@@ -61,7 +61,7 @@ from parley.server.engine.validation import (
     check_participant,
     check_run_input,
 )
-from parley.server.store.feed import CancelMode, CancelRequested, LogGrew, RunEvent
+from parley.server.store.feed import CancelMode, CancelRequested, FeedItem, LogGrew, RunEvent
 from parley.server.store.protocol import RunLease, Store
 
 QUEUE_POLL_S = 1.0
@@ -341,20 +341,28 @@ class Engine:
             give_up = min(give_up, deadline)
         async with self.store.feed.subscribe(dialogue_id) as feed:
             items = aiter(feed)
-            while True:
-                try:
-                    return await self.store.begin_run(
-                        dialogue_id, owner=self.owner, ttl=self.lease_ttl
-                    )
-                except RunInProgress:
-                    remaining = give_up - time.monotonic()
-                    if remaining <= 0:
-                        raise
-                # Woken by the other run's events; the poll covers a holder that died
-                # (its lease expires without a word).
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(remaining, QUEUE_POLL_S)):
-                        await anext(items)
+            # One read of the feed outlives the polls: cancelling it would end `items`.
+            pending: asyncio.Future[FeedItem] | None = None
+            try:
+                while True:
+                    try:
+                        return await self.store.begin_run(
+                            dialogue_id, owner=self.owner, ttl=self.lease_ttl
+                        )
+                    except RunInProgress:
+                        remaining = give_up - time.monotonic()
+                        if remaining <= 0:
+                            raise
+                    # Woken by the other run's events; the poll covers a holder that
+                    # died (its lease expires without a word).
+                    if pending is None:
+                        pending = asyncio.ensure_future(anext(items))
+                    done, _ = await asyncio.wait({pending}, timeout=min(remaining, QUEUE_POLL_S))
+                    if done:
+                        pending = None
+            finally:
+                if pending is not None:
+                    pending.cancel()
 
     async def cancel_run(self, dialogue_id: str, mode: CancelMode) -> int:
         """Asks the run in progress to stop, on whichever replica runs it; its turn."""

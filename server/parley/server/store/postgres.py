@@ -412,8 +412,11 @@ async def _migrate(conn: Connection) -> str:
             "SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK, timeout=MIGRATION_TIMEOUT_S
         )
         wanted = first_schema(await conn.fetchval("SELECT current_setting('search_path')"))
-        if wanted is not None:
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(wanted)}")
+        # Asked first: a role that may not create schemas may still own an existing one.
+        if wanted is not None and not await conn.fetchval(
+            "SELECT true FROM pg_namespace WHERE nspname = $1", wanted
+        ):
+            await conn.execute(f"CREATE SCHEMA {quote_identifier(wanted)}")
         schema: str | None = await conn.fetchval("SELECT current_schema()")
         if schema is None:
             raise RuntimeError(
@@ -481,9 +484,9 @@ def feed_payload(item: FeedItem, origin: str) -> str | None:
             return _dump({"origin": origin, "cancel_requested": body})
         case RunEvent(event=envelope):
             payload = _run_event_payload(envelope, origin)
-            text = _text_of(envelope)
             if len(payload.encode()) <= MAX_PAYLOAD_BYTES:
                 return payload
+            text = _text_of(envelope)
             if not text:
                 return None
             # The longest prefix that fits, found by bisection (the size grows with it).
@@ -566,7 +569,8 @@ class PostgresFeed(LocalFeed):
         if self._pool is None:
             return
         try:
-            await self._pool.execute("SELECT pg_notify($1, $2)", self.channel, payload)
+            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+                await conn.execute("SELECT pg_notify($1, $2)", self.channel, payload)
         except (*_CONNECTION_FAILED, asyncpg.PostgresError):
             logger.warning(
                 "could not tell other replicas about %s", item.dialogue_id, exc_info=True
@@ -602,7 +606,7 @@ class PostgresFeed(LocalFeed):
                 try:
                     await self._listen()
                     break
-                except (*_CONNECTION_FAILED, asyncpg.PostgresError) as error:
+                except Exception as error:  # whatever it is, the next try may succeed
                     logger.warning(
                         "could not reconnect the feed (%s); next try in %.1fs", error, delay
                     )
@@ -636,9 +640,10 @@ class PostgresFeed(LocalFeed):
         if not watched or self._pool is None:
             return
         try:
-            rows = await self._pool.fetch(
-                "SELECT id, message_count FROM dialogues WHERE id = any($1::text[])", watched
-            )
+            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+                rows = await conn.fetch(
+                    "SELECT id, message_count FROM dialogues WHERE id = any($1::text[])", watched
+                )
         except (*_CONNECTION_FAILED, asyncpg.PostgresError):
             logger.warning("could not catch up on the watched dialogues", exc_info=True)
             return
