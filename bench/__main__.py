@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from bench import concurrency, engine, memory, throughput, ttft
-from bench.common import Figure, Line, Options, machine
+from bench.common import Figure, Line, Options, load, machine
 
 FIGURES: dict[str, Callable[[Options], Figure]] = {
     "engine": engine.run,
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     options = Options(quick=args.quick)
     render = render_markdown if args.markdown else render_text
     started = time.monotonic()
-    print(f"Parley benchmarks{' (quick)' if args.quick else ''} on {machine()}\n", flush=True)
+    print(f"Parley benchmarks{' (quick)' if args.quick else ''} on {machine()}", flush=True)
+    print(f"load average {load()} at the start\n", flush=True)
     missed = 0
     for name in args.figures or FIGURES:
         figure = FIGURES[name](options)
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         print(flush=True)
     print(
         f"{'all targets met' if not missed else f'{missed} target(s) missed'}; "
-        f"{time.monotonic() - started:.0f} s"
+        f"{time.monotonic() - started:.0f} s; load average {load()} at the end"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from parley.v1 import dialogue_pb2 as pb
@@ -14,17 +14,29 @@ from parley.v1 import dialogue_pb2_grpc
 from bench import bare
 from bench.common import PROMPT, REPLY, USER
 
-Stub = dialogue_pb2_grpc.DialogueServiceStub
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from parley.v1.dialogue_pb2_grpc import DialogueServiceAsyncStub
+
+    # What the generated stub is on a grpc.aio channel; exists for type checkers only.
+    AsyncStub: TypeAlias = DialogueServiceAsyncStub
+
 BareCall = grpc.aio.UnaryStreamMultiCallable[bytes, pb.SessionEvent]
+
+
+def connect(channel: grpc.aio.Channel) -> AsyncStub:
+    return dialogue_pb2_grpc.DialogueServiceStub(channel)
 
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """One stream, seen by the client: seconds from the call to the first Turn and to
-    the last event, items received, bytes of their serialized form."""
+    """One stream, seen by the client: seconds from the call to the first Turn, to the
+    last event and to the stream's end (status received); items and their bytes."""
 
     first_turn: float
     last_event: float
+    ended: float
     items: int
     size: int
 
@@ -50,7 +62,7 @@ def model(name: str) -> pb.ExecutionModel:
 
 
 async def create(
-    stub: Stub,
+    stub: AsyncStub,
     dialogue_id: str,
     names: Sequence[str],
     execution_model: str,
@@ -77,17 +89,18 @@ async def timed(start: Callable[[], grpc.aio.UnaryStreamCall[Any, pb.SessionEven
     """Starts a stream and reads it to its end."""
     started = time.perf_counter()
     call = start()
-    first_turn = 0.0
+    first_turn = last_event = 0.0
     items = size = 0
     async for event in call:
+        last_event = time.perf_counter() - started
         items += 1
         size += event.ByteSize()
         if not first_turn and event.HasField("turn_completed"):
-            first_turn = time.perf_counter() - started
-    return Timing(first_turn, time.perf_counter() - started, items, size)
+            first_turn = last_event
+    return Timing(first_turn, last_event, time.perf_counter() - started, items, size)
 
 
-async def parley_run(stub: Stub, name: str) -> Timing:
+async def parley_run(stub: AsyncStub, name: str) -> Timing:
     request = run_request(name)
     return await timed(lambda: stub.RunSession(request))
 

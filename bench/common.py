@@ -21,7 +21,6 @@ from parley.server.engine.model import (
 )
 
 
-
 def participant_names(count: int) -> tuple[str, ...]:
     """Benchmark participants' names: every figure's events have the same sizes."""
     return tuple(f"participant-{index:03d}" for index in range(count))
@@ -127,6 +126,11 @@ def bench_dialogue(dialogue_id: str, model: ExecutionModel, **options: str) -> D
     return Dialogue(
         id=dialogue_id, participants=echo_participants(**options), execution_model=model
     )
+
+
+def load() -> str:
+    """The 1-minute load average: other work on the machine skews every figure."""
+    return f"{os.getloadavg()[0]:.2f}"
 
 
 def rss_kib(pid: int) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import grpc
 
 from bench import bare, client, postgres, servers
-from bench.client import Stub, Timing
+from bench.client import Timing
 from bench.common import PARTICIPANTS, Figure, Line, Options, median, percentile, rss_kib
 
 DELAY_MS = 200
@@ -45,7 +45,7 @@ async def wave(run_once: Callable[[int], Awaitable[Timing]], count: int) -> Wave
         except grpc.aio.AioRpcError:
             errors += 1
         else:
-            walls.append(timing.last_event)
+            walls.append(timing.ended)
 
     started = time.perf_counter()
     await asyncio.gather(*(one(index) for index in range(count)))
@@ -59,7 +59,7 @@ async def _parley_waves(
 ) -> tuple[list[Wave], int, int]:
     """Waves against a Parley server; with its RSS (KiB) before and after them."""
     async with running.channel() as channel:
-        stub = Stub(channel)
+        stub = client.connect(channel)
         names: list[str] = []
         for start in range(0, count, CREATE_BATCH):
             names.extend(

@@ -7,7 +7,9 @@ emitting the events. Per turn = a run's wall time (open_run to the released leas
 
 Each dialogue's log is pre-filled through the store API (large appends, every cursor at
 the head), so the runs measured are the steady state of a long dialogue: nothing per
-turn may scan the whole log or rebuild whole conversations.
+turn may scan the whole log or rebuild whole conversations. The `chat` lines replace the
+echo agents with a scripted chat backend: like the OpenAI and Anthropic kinds, it asks
+for the participant's private conversation on every call.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
-from parley.server.agents.registry import AgentRegistry
+from parley.server.agents.protocol import AgentCall, AgentReply
+from parley.server.agents.registry import ECHO_PROFILE, AgentProfile, AgentRegistry
 from parley.server.engine.engine import Engine, RunInput
-from parley.server.engine.model import MessageDraft, Origin
+from parley.server.engine.model import Dialogue, MessageDraft, Origin
 from parley.server.store import MemoryStore, SQLiteStore, Store
 
 from bench.common import (
@@ -39,11 +43,48 @@ from bench.common import (
 )
 
 SIZES = (100, 1_600, 10_000)
-MODELS = ("sequential", "broadcast")
+# Scenario: (execution model, agent profile).
+SCENARIOS = {
+    "sequential": ("sequential", ECHO_PROFILE),
+    "broadcast": ("broadcast", ECHO_PROFILE),
+    "chat": ("sequential", "bench-chat"),
+}
 STORES = ("sqlite", "memory")
 TARGET_MS = 0.5
 FLATNESS = 1.2
 PREFILL_CHUNK = 1_000
+
+
+class ScriptedChat:
+    """A chat backend with an instant model: it awaits the participant's conversation,
+    as chat backends do on every call, then answers."""
+
+    async def execute(self, call: AgentCall) -> AgentReply:
+        await call.history()
+        return AgentReply(REPLY)
+
+
+def _no_options(options: Mapping[str, str]) -> dict[str, str]:
+    return dict.fromkeys(options, "the scripted chat profile takes no options")
+
+
+def registry() -> AgentRegistry:
+    agents = AgentRegistry.with_builtin()
+    agents.register(AgentProfile(SCENARIOS["chat"][1], "bench"), ScriptedChat(), _no_options)
+    return agents
+
+
+def scenario_dialogue(dialogue_id: str, scenario: str) -> Dialogue:
+    model, agent = SCENARIOS[scenario]
+    dialogue = bench_dialogue(dialogue_id, model_named(model))
+    if agent == ECHO_PROFILE:
+        return dialogue
+    return replace(
+        dialogue,
+        participants=tuple(
+            replace(p, agent=agent, agent_options={}) for p in dialogue.participants
+        ),
+    )
 
 
 @asynccontextmanager
@@ -104,16 +145,16 @@ async def one_run(engine: Engine, dialogue_id: str) -> float:
     return time.perf_counter() - started
 
 
-async def measure(store_kind: str, model: str, options: Options) -> dict[int, float]:
+async def measure(store_kind: str, scenario: str, options: Options) -> dict[int, float]:
     """Median ms per turn at each log size, rounds interleaved across the sizes."""
     rounds = options.scale(5, 2)
     runs_per_round = options.scale(20, 10)
     async with open_store(store_kind) as store:
-        engine = Engine(store, AgentRegistry.with_builtin())
+        engine = Engine(store, registry())
         ids = {}
         for size in SIZES:
-            dialogue_id = f"{model}-{size}"
-            await engine.create_dialogue(bench_dialogue(dialogue_id, model_named(model)))
+            dialogue_id = f"{scenario}-{size}"
+            await engine.create_dialogue(scenario_dialogue(dialogue_id, scenario))
             await prefill(engine, dialogue_id, size)
             for _ in range(5):  # warm-up: caches, first-call paths
                 await one_run(engine, dialogue_id)
@@ -128,15 +169,15 @@ async def measure(store_kind: str, model: str, options: Options) -> dict[int, fl
 
 
 async def _run(options: Options) -> Figure:
-    figure = Figure(1, "Engine overhead per turn (in-process, 4 echo participants, no delay)")
+    figure = Figure(1, "Engine overhead per turn (in-process, 4 participants, instant replies)")
     for store_kind in STORES:
-        for model in MODELS:
-            per_turn = await measure(store_kind, model, options)
+        for scenario in SCENARIOS:
+            per_turn = await measure(store_kind, scenario, options)
             base = per_turn[SIZES[0]]
             for size in SIZES:
                 figure.add(
                     Line(
-                        f"{store_kind:6} {model:10} {size:>6,} msgs",
+                        f"{store_kind:6} {scenario:10} {size:>6,} msgs",
                         per_turn[size],
                         base,
                         "ms/turn",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 
 from bench import client, servers
-from bench.client import Stub
 from bench.common import PARTICIPANTS, Figure, Line, Options, rss_kib
 
 FIRST = 100
@@ -19,7 +18,7 @@ IN_FLIGHT = 50
 TARGET = 1.10
 
 
-async def _create_and_run(stub: Stub, start: int, stop: int) -> None:
+async def _create_and_run(stub: client.AsyncStub, start: int, stop: int) -> None:
     async def one(index: int) -> None:
         name = await client.create(stub, f"idle-{index}", PARTICIPANTS, "broadcast")
         await client.parley_run(stub, name)
@@ -36,7 +35,7 @@ async def _run(options: Options) -> Figure:
         servers.parley(workdir) as server,
         server.channel() as channel,
     ):
-        stub = Stub(channel)
+        stub = client.connect(channel)
         idle = rss_kib(server.pid)
         await _create_and_run(stub, 0, FIRST)
         early = rss_kib(server.pid)
@@ -54,9 +53,7 @@ async def _run(options: Options) -> Figure:
         )
     )
     growth = (late - early) * 1024 / (total - FIRST)
-    figure.note(
-        f"idle server {idle / 1024:.0f} MiB; {growth:,.0f} bytes of RSS per extra dialogue"
-    )
+    figure.note(f"idle server {idle / 1024:.0f} MiB; {growth:,.0f} bytes of RSS per extra dialogue")
     return figure
 
 

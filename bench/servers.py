@@ -7,6 +7,7 @@ bench waits for its "listening on" line and always stops it (SIGTERM, then SIGKI
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import signal
@@ -15,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,10 @@ import grpc
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
-# Set to a file name: the Parley server runs under pyinstrument, its profile lands there.
+# Set to a directory: each Parley server runs under pyinstrument (which must be
+# installed) and writes its profile there, parley-1.txt, parley-2.txt, ...
 PROFILE_ENV = "PARLEY_BENCH_PROFILE"
+_profiles = itertools.count(1)
 LISTENING = re.compile(r"listening on (127\.0\.0\.1:\d+)")
 # The bench measures Parley as configured by default: no exporter, whatever the caller's
 # environment says.
@@ -38,7 +41,6 @@ class Running:
     log: Path
 
     def channel(self) -> grpc.aio.Channel:
-        # Large windows and no per-channel stream cap: the client must not be the floor.
         return grpc.aio.insecure_channel(self.address)
 
 
@@ -54,43 +56,52 @@ async def process(
 ) -> AsyncIterator[Running]:
     log = workdir / f"{name}.log"
     with log.open("wb") as sink:
-        child = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, env=dict(env)
+        child = await asyncio.create_subprocess_exec(
+            *argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, env=dict(env)
         )
     try:
         address = await _wait_listening(child, log)
         yield Running(address, child.pid, log)
     finally:
-        _stop(child)
+        await _stop(child)
 
 
-async def _wait_listening(child: subprocess.Popen[bytes], log: Path) -> str:
+async def _wait_listening(child: asyncio.subprocess.Process, log: Path) -> str:
     give_up = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < give_up:
-        found = LISTENING.search(log.read_text(errors="replace"))
+        found = LISTENING.search(await _read(log))
         if found:
             return found.group(1)
-        if child.poll() is not None:
-            raise RuntimeError(f"{child.args!r} exited ({child.returncode}): {_tail(log)}")
+        if child.returncode is not None:
+            raise RuntimeError(f"{_name_of(child)} exited ({child.returncode}): {await _tail(log)}")
         await asyncio.sleep(0.05)
-    raise TimeoutError(f"{child.args!r} did not start listening: {_tail(log)}")
+    raise TimeoutError(f"{_name_of(child)} did not start listening: {await _tail(log)}")
 
 
-def _tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-2000:]
+def _name_of(child: asyncio.subprocess.Process) -> str:
+    return f"server process {child.pid}"
 
 
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(STOP_TIMEOUT_S)
+async def _read(log: Path) -> str:
+    return await asyncio.to_thread(log.read_text, errors="replace")
 
 
-def parley(workdir: Path, store_url: str | None = None) -> AsyncIterator[Running]:
+async def _tail(log: Path) -> str:
+    return (await _read(log))[-2000:]
+
+
+async def _stop(child: asyncio.subprocess.Process) -> None:
+    if child.returncode is not None:
+        return
+    child.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(child.wait(), STOP_TIMEOUT_S)
+    except TimeoutError:
+        child.kill()
+        await asyncio.wait_for(child.wait(), STOP_TIMEOUT_S)
+
+
+def parley(workdir: Path, store_url: str | None = None) -> AbstractAsyncContextManager[Running]:
     """`python -m parley.server` with a fresh SQLite file (or `store_url`)."""
     url = store_url or f"sqlite:///{(workdir / 'parley.db').resolve()}"
     env = _clean_env(
@@ -104,13 +115,17 @@ def parley(workdir: Path, store_url: str | None = None) -> AsyncIterator[Running
     argv = [sys.executable, "-m", "parley.server"]
     profile = os.environ.get(PROFILE_ENV)
     if profile:
-        argv[1:1] = ["-m", "pyinstrument", "--interval", "0.0002", "-r", "text", "-o", profile]
+        target = Path(profile) / f"parley-{next(_profiles)}.txt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        argv[1:1] = ["-m", "pyinstrument", "--interval", "0.0002", "-r", "text", "-o", str(target)]
     return process("parley", argv, env, workdir)
 
 
-def bare(workdir: Path) -> AsyncIterator[Running]:
+def bare(workdir: Path) -> AbstractAsyncContextManager[Running]:
     """The bare grpc.aio streaming service of `bench.bare`."""
-    env = _clean_env({"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    root = str(Path(__file__).resolve().parent.parent)
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = _clean_env({"PYTHONPATH": os.pathsep.join(paths)})
     return process("bare", [sys.executable, "-m", "bench.bare"], env, workdir)
 
 

@@ -1,11 +1,15 @@
 """Figure 2: RunSession throughput over loopback gRPC against a bare grpc.aio stream.
 
 Parley runs as shipped (`python -m parley.server`, durable SQLite log) in a process of
-its own; each RunSession is a sequential run of 64 echo participants answering at once,
-so every reply is its own store transaction, stored before it is emitted. The bare
-service (`bench.bare`, its own process too) streams the same SessionEvent messages and
-does nothing per item. One client process drives both the same way: streams back to
-back for a fixed time, on one stream and on 100 concurrent streams.
+its own; each RunSession is a run of 16 echo participants answering at once, so a stream
+carries 18 events. The bare service (`bench.bare`, its own process too) streams the same
+SessionEvent messages and does nothing per item. One client process drives both the
+same way: streams back to back for a fixed time, on one stream and 100 at once.
+
+Broadcast, the default execution model, stores the replies that complete together in
+one transaction. Sequential is the worst case and is reported without a target: each
+participant is called only once the previous reply is stored, so a stream is a chain of
+store round trips.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bench import bare, client, servers
-from bench.client import Stub, Timing
+from bench.client import Timing
 from bench.common import Figure, Line, Options, median, participant_names
 
 STREAMS = (1, 100)
-PARTICIPANTS = 64
+PARTICIPANTS = 16
+MODELS = ("broadcast", "sequential")
 TARGET = 0.5
 
 
@@ -41,7 +46,9 @@ async def pump(run_once: Callable[[int], Awaitable[Timing]], streams: int, secon
 
 
 async def _run(options: Options) -> Figure:
-    figure = Figure(2, f"RunSession throughput over loopback gRPC ({PARTICIPANTS + 2} items/run)")
+    figure = Figure(
+        2, f"RunSession throughput, loopback gRPC, SQLite ({PARTICIPANTS + 2} events per run)"
+    )
     seconds = 3.0 if not options.quick else 1.0
     rounds = options.scale(3, 1)
     names = participant_names(PARTICIPANTS)
@@ -52,52 +59,52 @@ async def _run(options: Options) -> Figure:
         parley_server.channel() as parley_channel,
         bare_server.channel() as bare_channel,
     ):
-        stub = Stub(parley_channel)
+        stub = client.connect(parley_channel)
         stream = bare.stub(bare_channel)
-        dialogues = [
-            await client.create(stub, f"throughput-{index}", names, "sequential")
-            for index in range(max(STREAMS))
-        ]
-        sizes = await _sizes(stub, dialogues[0], stream)
-
-        async def parley_once(index: int) -> Timing:
-            return await client.parley_run(stub, dialogues[index])
 
         async def bare_once(index: int) -> Timing:
             return await client.bare_run(stream, PARTICIPANTS)
 
-        for streams in STREAMS:
-            await pump(parley_once, streams, 0.3)  # warm-up
-            await pump(bare_once, streams, 0.3)
-            measured: dict[str, list[float]] = {"parley": [], "bare": []}
-            for _ in range(rounds):
-                measured["parley"].append(await pump(parley_once, streams, seconds))
-                measured["bare"].append(await pump(bare_once, streams, seconds))
-            ours, theirs = median(measured["parley"]), median(measured["bare"])
-            figure.add(
-                Line(
-                    f"{streams:>3} stream{'s' if streams > 1 else ''}",
-                    ours,
-                    theirs,
-                    "items/s",
-                    "bare grpc.aio stream",
-                    f">= {TARGET}x",
-                    ours >= TARGET * theirs,
+        sizes: list[float] = []
+        for model in MODELS:
+            dialogues = [
+                await client.create(stub, f"throughput-{model}-{index}", names, model)
+                for index in range(max(STREAMS))
+            ]
+
+            async def parley_once(index: int, dialogues: list[str] = dialogues) -> Timing:
+                return await client.parley_run(stub, dialogues[index])
+
+            sample = await parley_once(0)
+            sizes.append(sample.size / sample.items)
+            for streams in STREAMS:
+                await pump(parley_once, streams, 0.3)  # warm-up
+                await pump(bare_once, streams, 0.3)
+                ours: list[float] = []
+                theirs: list[float] = []
+                for _ in range(rounds):
+                    ours.append(await pump(parley_once, streams, seconds))
+                    theirs.append(await pump(bare_once, streams, seconds))
+                parley_rate, bare_rate = median(ours), median(theirs)
+                headline = model == MODELS[0]
+                figure.add(
+                    Line(
+                        f"{model}, {streams} stream{'s' if streams > 1 else ''}",
+                        parley_rate,
+                        bare_rate,
+                        "items/s",
+                        "bare grpc.aio stream",
+                        f">= {TARGET}x" if headline else "(worst case)",
+                        parley_rate >= TARGET * bare_rate if headline else None,
+                    )
                 )
-            )
+        bare_sample = await client.bare_run(stream, PARTICIPANTS)
     figure.note(
-        f"mean item size: Parley {sizes[0]:.0f} B, bare {sizes[1]:.0f} B; "
+        f"mean item size: Parley {median(sizes):.0f} B, "
+        f"bare {bare_sample.size / bare_sample.items:.0f} B; "
         f"medians of {rounds} x {seconds:g} s per side, sides alternating"
     )
     return figure
-
-
-async def _sizes(
-    stub: Stub, dialogue: str, stream: client.BareCall
-) -> tuple[float, float]:
-    ours = await client.parley_run(stub, dialogue)
-    theirs = await client.bare_run(stream, PARTICIPANTS)
-    return ours.size / ours.items, theirs.size / theirs.items
 
 
 def run(options: Options) -> Figure:

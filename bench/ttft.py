@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from bench import bare, client, servers
-from bench.client import Stub, Timing
+from bench.client import Timing
 from bench.common import PARTICIPANTS, Figure, Line, Options, median
 
 DELAYS_MS = (50, 100, 200, 400)
@@ -30,7 +30,7 @@ async def _run(options: Options) -> Figure:
         parley_server.channel() as parley_channel,
         bare_server.channel() as bare_channel,
     ):
-        stub = Stub(parley_channel)
+        stub = client.connect(parley_channel)
         stream = bare.stub(bare_channel)
         name = await client.create(stub, "ttft", PARTICIPANTS, "broadcast", DELAYS_MS)
         ours: list[Timing] = []

@@ -76,6 +76,9 @@ class FakeDialogueService(pb_grpc.DialogueServiceServicer):
         # When set, RunSession pauses after its first turn until the test releases it:
         # proof that the client hands over events before the stream ends.
         self.hold_after_first_turn: threading.Event | None = None
+        # Live events WatchDialogue sends after its replay; dialogues "running" a run.
+        self.watch_events: list[pb.SessionEvent] = []
+        self.running: set[str] = set()
 
     def _record(self, method: str, request: ProtoMessage, context: Context) -> None:
         self.requests.append((method, request))
@@ -312,23 +315,54 @@ class FakeDialogueService(pb_grpc.DialogueServiceServicer):
         ]
         return pb.ExportHistoryResponse(content=json.dumps(entries))
 
-    # RPCs the client library does not wrap yet: the fake refuses them like a server
-    # that does not have them.
     async def WatchDialogue(
         self, request: pb.WatchDialogueRequest, context: Context
     ) -> AsyncIterator[pb.WatchDialogueResponse]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
-        yield pb.WatchDialogueResponse()
+        """The log after `after_seq`, then `watch_events`; then the stream ends (a real
+        server would go on following)."""
+        self._record("WatchDialogue", request, context)
+        await self._dialogue(request.dialogue, context)
+        for message in self.logs[request.dialogue]:
+            if message.seq > request.after_seq:
+                yield pb.WatchDialogueResponse(message=message)
+        for event in self.watch_events:
+            yield pb.WatchDialogueResponse(event=event)
 
     async def CancelRun(
         self, request: pb.CancelRunRequest, context: Context
     ) -> pb.CancelRunResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
+        self._record("CancelRun", request, context)
+        dialogue = await self._dialogue(request.dialogue, context)
+        if request.dialogue not in self.running:
+            await abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"no run is in progress on {request.dialogue}",
+                "NO_RUN_IN_PROGRESS",
+            )
+        return pb.CancelRunResponse(turn=dialogue.latest_turn)
 
     async def ListAgentProfiles(
         self, request: pb.ListAgentProfilesRequest, context: Context
     ) -> pb.ListAgentProfilesResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
+        self._record("ListAgentProfiles", request, context)
+        return pb.ListAgentProfilesResponse(
+            profiles=[
+                pb.AgentProfile(
+                    name="claude",
+                    kind="anthropic",
+                    model="claude-sonnet-4-5",
+                    unavailable_reason="ANTHROPIC_API_KEY is not set",
+                    allowed_options=["model", "max_tokens"],
+                ),
+                pb.AgentProfile(
+                    name="echo",
+                    kind="echo",
+                    available=True,
+                    allowed_options=["delay_ms", "fail", "reply"],
+                ),
+            ]
+        )
 
     async def ImportHistory(
         self, request: pb.ImportHistoryRequest, context: Context
@@ -356,8 +390,13 @@ class FakeDialogueService(pb_grpc.DialogueServiceServicer):
 class FakeServer:
     """A grpc.aio server for ``service`` on 127.0.0.1, port chosen by the OS."""
 
-    def __init__(self, service: FakeDialogueService) -> None:
+    def __init__(
+        self,
+        service: FakeDialogueService,
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> None:
         self._service = service
+        self._credentials = credentials
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: grpc.aio.Server | None = None
@@ -366,7 +405,10 @@ class FakeServer:
     async def _start(self) -> int:
         self._server = grpc.aio.server()
         pb_grpc.add_DialogueServiceServicer_to_server(self._service, self._server)
-        port = self._server.add_insecure_port("127.0.0.1:0")
+        if self._credentials is None:
+            port = self._server.add_insecure_port("127.0.0.1:0")
+        else:
+            port = self._server.add_secure_port("127.0.0.1:0", self._credentials)
         await self._server.start()
         return port
 

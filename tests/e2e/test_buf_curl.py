@@ -59,6 +59,8 @@ WALKTHROUGH = [
 LIVE = ["WatchDialogue", "AddParticipant", "RunSession", "CancelRun"]
 END = ["DeleteDialogue", "GetDialogue"]
 MARKERS = ("buf-curl", "buf-curl-live", "buf-curl-end", "buf-curl-auth")
+# Blocks that mix buf curl with `parley` commands, run by test_readme_concepts.py.
+MIXED_MARKERS = ("concepts",)
 
 Detail = TypeVar("Detail", bound=ProtoMessage)
 
@@ -405,11 +407,120 @@ def test_every_buf_curl_command_in_the_readme_is_exercised() -> None:
             in_code = not in_code
         elif in_code and line.lstrip().startswith("buf curl "):
             written.append(line)
-    exercised = [command for marker in MARKERS for command in readme_commands(README, marker)]
+    exercised = [
+        command
+        for marker in (*MARKERS, *MIXED_MARKERS)
+        for command in readme_commands(README, marker)
+        if command.startswith("buf curl ")
+    ]
     assert len(written) == len(exercised), (
         "a `buf curl` command in README.md is outside the blocks the e2e tests run: mark"
         " its ```sh block with <!-- e2e: buf-curl --> and check it in this module"
     )
+
+
+def grpcurl_twin(command: str) -> tuple[str, dict[str, Any] | None, list[str]]:
+    """What a grpcurl command asks: its target (method, `list`, `describe X`), its body
+    and its headers, in the terms buf curl commands are compared with."""
+    argv = split_command(command)
+    assert argv[0] == "grpcurl", command
+    assert "-plaintext" in argv, f"grpcurl needs -plaintext for a server without TLS: {command}"
+    body: dict[str, Any] | None = None
+    headers: list[str] = []
+    flags: list[str] = []
+    words = iter(argv[1:])
+    rest: list[str] = []
+    for word in words:
+        if word == "-d":
+            body = json.loads(next(words))
+        elif word == "-H":
+            headers.append(next(words))
+        elif word.startswith("-"):
+            flags.append(word)
+        else:
+            rest.append(word)
+    address, *target = rest
+    assert address == README_URL.removeprefix("http://"), command
+    if "-emit-defaults" in flags:
+        headers.append("--emit-defaults")
+    return " ".join(target), body, headers
+
+
+def buf_curl_twin(command: str) -> tuple[str, dict[str, Any] | None, list[str]]:
+    argv = split_command(command)
+    body: dict[str, Any] | None = None
+    headers: list[str] = []
+    target = ""
+    words = iter(argv[2:])
+    for word in words:
+        if word == "-d":
+            body = json.loads(next(words))
+        elif word == "-H":
+            headers.append(next(words))
+        elif word == "--emit-defaults":
+            headers.append(word)
+        elif word == "--list-services":
+            target = "list"
+        elif word.startswith(README_URL) and not target:
+            target = word.removeprefix(README_URL).strip("/")
+    return target, body, headers
+
+
+def test_grpcurl_commands_mirror_the_buf_curl_ones() -> None:
+    grpcurl = list(readme_commands(README, "grpcurl"))
+    assert grpcurl, "README has no grpcurl block"
+    buf_commands = [
+        buf_curl_twin(command)
+        for marker in (*MARKERS, *MIXED_MARKERS)
+        for command in readme_commands(README, marker)
+        if command.startswith("buf curl ")
+    ]
+    described = set()
+    for command in grpcurl:
+        target, body, headers = grpcurl_twin(command)
+        verb, _, symbol = target.partition(" ")
+        if verb in ("list", "describe") and symbol:
+            # buf curl has no describe: the symbol must at least exist.
+            known = {
+                SERVICE.full_name,
+                *(f"parley.v1.{m}" for m in dialogue_pb2.DESCRIPTOR.message_types_by_name),
+            }
+            assert symbol in known, command
+            described.add(verb)
+            continue
+        assert (target, body, headers) in buf_commands, (
+            f"this grpcurl command has no buf curl twin in the README: {command}"
+        )
+    assert described == {"list", "describe"}
+    # The recipes the README promises in both tools.
+    methods = {grpcurl_twin(c)[0].rpartition("/")[2] for c in grpcurl}
+    assert {"list", "CreateDialogue", "RunSession", "ListMessages", "WatchDialogue"} <= methods
+
+
+def test_readme_tokens_file(buf: Path, launcher: ServerLauncher, tmp_path: Path) -> None:
+    (tokens,) = readme_blocks(README, "tokens-file", "text")
+    path = tmp_path / "tokens.txt"
+    path.write_text(tokens, encoding="utf-8")
+    server = launcher.start(PARLEY_AUTH_TOKENS_FILE=str(path))
+    everything, team, dashboard = (
+        line.split()[0] for line in tokens.splitlines() if line and not line.startswith("#")
+    )
+
+    def call(token: str, method: str, body: Mapping[str, Any]) -> BufResult:
+        return curl(buf, server, method, body, "-H", f"authorization: Bearer {token}")
+
+    dialogue = {"participants": [{"persona": {"name": "Ann"}, "agent": "echo"}]}
+    for dialogue_id in ("team-a-plans", "other"):
+        ok(call(everything, "CreateDialogue", {"dialogue_id": dialogue_id, "dialogue": dialogue}))
+    ok(call(team, "Run", {"dialogue": "team-a-plans", "text": "hi"}))
+    denied = call(team, "GetDialogue", {"name": "other"})
+    assert denied.error["code"] == "permission_denied"
+    assert detail(denied.error, error_details_pb2.ErrorInfo()).reason == "DIALOGUE_NOT_ALLOWED"
+    assert ok(call(dashboard, "ListMessages", {"dialogue": "other"})).value == {}
+    read_only = call(dashboard, "Run", {"dialogue": "other", "text": "hi"})
+    assert read_only.error["code"] == "permission_denied"
+    assert detail(read_only.error, error_details_pb2.ErrorInfo()).reason == "READ_ONLY_TOKEN"
+    assert call("nope", "ListDialogues", {}).error["code"] == "unauthenticated"
 
 
 def test_failed_participant_is_a_turn_failed_event_and_the_stream_ends_ok(

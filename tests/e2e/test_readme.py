@@ -13,6 +13,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
+from parley.client import cli
 from parley.server import config
 from parley.server.config import Settings, load_settings
 from parley.server.engine.validation import Limits
@@ -21,8 +22,28 @@ from tests.e2e.harness import readme_blocks
 
 pytestmark = pytest.mark.e2e
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+HERE = Path(__file__).resolve().parent
+README = HERE.parents[1] / "README.md"
 CONFIG_SOURCE = Path(config.__file__).read_text(encoding="utf-8")
+CLI_SOURCE = Path(cli.__file__).read_text(encoding="utf-8")
+
+# Every ```sh block of the README is marked `<!-- e2e: MARKER -->`, and the module named
+# here runs (or, for grpcurl, checks) the commands of that marker.
+SH_MARKERS = {
+    "concepts": "test_readme_concepts.py",
+    "concepts-cancel": "test_readme_concepts.py",
+    "parley-cli": "test_cli.py",
+    "parley-cli-more": "test_cli.py",
+    "parley-cli-live": "test_cli.py",
+    "parley-completion": "test_cli.py",
+    "parley-tls": "test_cli.py",
+    "node": "test_node_client.py",
+    "buf-curl": "test_buf_curl.py",
+    "buf-curl-live": "test_buf_curl.py",
+    "buf-curl-end": "test_buf_curl.py",
+    "buf-curl-auth": "test_buf_curl.py",
+    "grpcurl": "test_buf_curl.py",
+}
 
 
 def readme_config() -> str:
@@ -67,10 +88,53 @@ def test_readme_config_file_has_every_setting() -> None:
     assert {f.name for f in fields(Limits)} == set(tomllib.loads(text)["limits"])
 
 
+def readme_table(marker: str) -> list[list[str]]:
+    """The rows (cells) of the Markdown table right after `<!-- settings: MARKER -->`."""
+    text = README.read_text("utf-8")
+    start = text.index(f"<!-- settings: {marker} -->")
+    table = text[start:].split("\n\n", 1)[0].splitlines()[1:]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in table[2:]]
+
+
 def test_readme_documents_every_environment_variable() -> None:
     variables = set(re.findall(r'"(PARLEY_[A-Z_]+)"', CONFIG_SOURCE))
     assert variables
     # The first column of the README's table: `PARLEY_X`, sometimes two to a row.
-    first_columns = re.findall(r"^\| (`PARLEY_[^|]*)\|", README.read_text("utf-8"), re.M)
-    documented = {name for cell in first_columns for name in re.findall(r"PARLEY_[A-Z_]+", cell)}
+    rows = readme_table("environment")
+    documented = {name for row in rows for name in re.findall(r"PARLEY_[A-Z_]+", row[0])}
     assert variables == documented
+
+
+def test_readme_documents_the_command_line_settings() -> None:
+    read = set(re.findall(r'env\("(PARLEY_[A-Z_]+)"', CLI_SOURCE))
+    assert {"PARLEY_SERVER", "PARLEY_TOKEN"} <= read, "cli.py reads its settings differently now"
+    rows = readme_table("cli-options")
+    documented = {name for row in rows for name in re.findall(r"PARLEY_[A-Z_]+", row[1])}
+    assert read == documented
+    options = {word for row in rows for word in re.findall(r"--[a-z-]+", row[0])}
+    parser_options = {
+        option
+        for action in cli.build_parser()._actions
+        for option in action.option_strings
+        if option.startswith("--") and option != "--help"
+    }
+    assert options == parser_options
+
+
+def test_every_shell_block_of_the_readme_is_exercised() -> None:
+    lines = README.read_text("utf-8").splitlines()
+    unmarked = []
+    for number, line in enumerate(lines):
+        if line.strip() != "```sh":
+            continue
+        found = re.fullmatch(r"<!-- e2e: (\S+) -->", lines[number - 1].strip())
+        if found is None or found[1] not in SH_MARKERS:
+            unmarked.append(f"README.md:{number + 1}")
+    assert not unmarked, (
+        f"```sh blocks no test runs: {unmarked}; mark each with <!-- e2e: MARKER --> and"
+        " run its commands in a test (then list the marker in SH_MARKERS)"
+    )
+    for marker, module in SH_MARKERS.items():
+        assert f'"{marker}"' in (HERE / module).read_text("utf-8"), (
+            f"{module} does not use the README marker {marker!r}"
+        )

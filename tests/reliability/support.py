@@ -122,7 +122,7 @@ class LiveServer:
     settings: Settings
     channels: list[grpc.aio.Channel] = field(default_factory=list)
 
-    def channel(self, metadata_token: str = "") -> grpc.aio.Channel:
+    def channel(self) -> grpc.aio.Channel:
         """A new connection (its own subchannel); closed by `live_server` at the end."""
         options = [*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
         channel = grpc.aio.insecure_channel(self.address, options=options)

@@ -8,9 +8,11 @@ flight until the test opens their gate: no test depends on how fast anything run
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
+from parley.server.store import MemoryStore, SQLiteStore
 from parley.v1 import dialogue_pb2 as pb
 
 from tests.api.support import (
@@ -43,9 +45,12 @@ from .support import (
 FOREVER_MS = 3_600_000
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[LiveServer]:
-    async with live_server() as live:
+@pytest.fixture(params=["memory", "sqlite"])
+async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LiveServer]:
+    """The server, on each store: SQLite's work happens on a thread, so its cleanup after
+    a cancellation really waits."""
+    store = MemoryStore() if request.param == "memory" else SQLiteStore(str(tmp_path / "p.db"))
+    async with live_server(store=store) as live:
         yield live
 
 

@@ -5,6 +5,8 @@ What the server answers, checked here (and written in the report):
 - participants per dialogue, bytes of one message, attachment bytes per run, input
   messages per run, concurrent runs per server and per client: RESOURCE_EXHAUSTED with a
   QuotaFailure naming the limit (and an ErrorInfo reason);
+- an agent's reply over the bytes of one message: its turn fails (TurnFailed
+  REPLY_TOO_LARGE), the run goes on;
 - page size: not an error: larger pages are cut to the maximum (AIP-158), negative ones
   are INVALID_ARGUMENT;
 - a request over gRPC's 16 MiB cap: RESOURCE_EXHAUSTED from grpc itself (no details);
@@ -148,6 +150,47 @@ async def test_bytes_of_one_message_count_utf8_bytes_not_characters(server: Live
     assert at_limit.completed
 
 
+async def test_an_agent_reply_over_the_message_limit_fails_its_turn(server: LiveServer) -> None:
+    """Agents are held to the limit clients are: a reply is a message of the log."""
+    stub = server.stub()
+    name = await create_dialogue(
+        stub, [echo("Fixed", reply="z" * 1025), echo("Echo"), echo("Short", reply="ok")]
+    )
+    # Two inputs under the limit each, echoed together: over it.
+    request = pb.RunSessionRequest(
+        dialogue=name,
+        messages=[
+            pb.InputMessage(speaker=pb.Speaker(name="Bob"), content="a" * 600),
+            pb.InputMessage(speaker=pb.Speaker(name="Bob"), content="b" * 600),
+        ],
+    )
+    response = await stub.Run(request)
+    assert response.completed
+    assert [t.speaker.name for t in response.turns] == ["Short"]
+    assert {f.speaker.name: f.code for f in response.failures} == {
+        "Fixed": "REPLY_TOO_LARGE",
+        "Echo": "REPLY_TOO_LARGE",
+    }
+    log = await all_messages_async(stub, name)
+    assert [m.speaker.name for m in log] == ["Bob", "Bob", "Short"]
+
+
+async def test_echoes_of_echoes_stop_growing_at_the_message_limit(server: LiveServer) -> None:
+    """Echo agents answer with all they were delivered, the others' last replies too, so
+    their replies triple every run; without a cap on replies the log (and the server's
+    memory) grows without bound."""
+    stub = server.stub()
+    name = await create_dialogue(stub, [echo(f"E{i}") for i in range(3)])
+    failures: list[str] = []
+    for i in range(12):
+        response = await stub.Run(pb.RunSessionRequest(dialogue=name, text=f"round {i}"))
+        assert response.completed
+        failures.extend(f.code for f in response.failures)
+    assert set(failures) == {"REPLY_TOO_LARGE"}
+    log = await all_messages_async(stub, name)
+    assert max(len(m.content.encode()) for m in log) <= LIMITS.max_message_bytes
+
+
 async def test_attachment_bytes_per_run_add_up_across_the_request(server: LiveServer) -> None:
     stub = server.stub()
     name = await create_dialogue(stub, [echo("Alice")])
@@ -235,6 +278,52 @@ async def test_a_request_over_grpcs_16_mib_cap_is_refused_by_grpc() -> None:
         # The server is unharmed.
         assert (await stub.Run(pb.RunSessionRequest(dialogue=name, text="hi"))).completed
         assert await all_messages_async(stub, name) != []
+
+
+async def test_responses_stay_within_grpcs_message_cap() -> None:
+    """A run of many big replies is fine on RunSession (one message per turn); its log
+    pages stop short of 4 MiB (a gRPC client's default receive limit); what cannot be
+    split (Run's collected reply, an export) is refused with a quota, not grpc's
+    generic 'Sent message larger than max' after the fact."""
+    participants = 20
+    async with live_server() as server:  # default limits: 1 MiB per message
+        stub = server.stub()
+        name = await create_dialogue(stub, [echo(f"P{i:02d}") for i in range(participants)])
+        text = "x" * (1024 * 1024 - 64)
+        events = [
+            e
+            async for e in stub.RunSession(
+                pb.RunSessionRequest(dialogue=name, text=text), timeout=WAIT_S
+            )
+        ]
+        assert events[-1].completed.turn_count == participants
+
+        # The same run, collected in one response (on a dialogue of its own: a second run
+        # would have echoes carry the other replies along, and fail REPLY_TOO_LARGE).
+        other = await create_dialogue(stub, [echo(f"P{i:02d}") for i in range(participants)])
+        error = await refusal(stub.Run(pb.RunSessionRequest(dialogue=other, text=text)))
+        assert_quota(error, "RESPONSE_TOO_LARGE", "response_bytes")
+        assert len(await all_messages_async(stub, other)) == 1 + participants
+        error = await refusal(stub.ExportHistory(pb.ExportHistoryRequest(dialogue=name)))
+        assert_quota(error, "RESPONSE_TOO_LARGE", "response_bytes")
+
+        # 21 messages of about 1 MiB, read in pages under 4 MiB each.
+        seqs: list[int] = []
+        token = ""
+        pages = 0
+        while True:
+            page = await stub.ListMessages(
+                pb.ListMessagesRequest(dialogue=name, page_size=1000, page_token=token)
+            )
+            assert page.messages
+            assert page.ByteSize() <= 4 * 1024 * 1024
+            seqs.extend(m.seq for m in page.messages)
+            pages += 1
+            token = page.next_page_token
+            if not token:
+                break
+        assert seqs == list(range(1, participants + 2))
+        assert pages >= (participants + 1) // 4
 
 
 # --- concurrent runs -----------------------------------------------------------------

@@ -11,25 +11,33 @@ details decoded. The messages themselves are the generated ``parley.v1.dialogue_
         created = client.create_dialogue(
             b.dialogue("Review", [b.participant("Ada"), b.participant("Bo")]), "review"
         )
-        for event in client.run_session("review", "Is this design sound?"):
-            ...
+        for turn in client.turns("review", "Is this design sound?"):
+            print(turn.speaker.name, turn.content)
+
+A ``RunSession`` stream that breaks mid-run is followed to its end through
+``WatchDialogue``; the current OpenTelemetry context travels with every call.
 """
 
 from parley.client import builders
-from parley.client._common import DEFAULT_TARGET, dialogue_id, dialogue_name
-from parley.client.aio import AsyncParleyClient
+from parley.client._common import DEFAULT_TARGET, TlsConfig, dialogue_id, dialogue_name
+from parley.client._runs import RunSummary
+from parley.client.aio import AsyncParleyClient, AsyncRunTurns
 from parley.client.builders import DialogueFileError, dialogue_from_mapping, load_dialogue_file
 from parley.client.errors import ErrorDescription, FieldViolation, ParleyRpcError, describe_error
-from parley.client.sync import ParleyClient
+from parley.client.sync import ParleyClient, RunTurns
 
 __all__ = [
     "DEFAULT_TARGET",
     "AsyncParleyClient",
+    "AsyncRunTurns",
     "DialogueFileError",
     "ErrorDescription",
     "FieldViolation",
     "ParleyClient",
     "ParleyRpcError",
+    "RunSummary",
+    "RunTurns",
+    "TlsConfig",
     "builders",
     "describe_error",
     "dialogue_from_mapping",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TypedDict
 
 import grpc
 from google.protobuf import field_mask_pb2
+from opentelemetry import propagate
 from parley.client.builders import _enum_name, broadcast_order
 from parley.client.errors import ParleyRpcError
 from parley.v1 import dialogue_pb2 as pb
@@ -32,10 +36,80 @@ class CallOptions(TypedDict, total=False):
 # attachments, 1,000-item pages); the client's default 4 MiB receive limit would
 # refuse pages the server is entitled to send.
 _MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
     ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
 )
+# How long a client that lost a RunSession stream waits for the server to answer again
+# before giving up on resuming (seconds), and how many times it resumes one run.
+DEFAULT_RESUME_TIMEOUT = 30.0
+DEFAULT_MAX_RESUMES = 3
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS for the channel: which CA to trust and, for mutual TLS, the client's own pair.
+
+    ``TlsConfig()`` trusts the system's roots; ``TlsConfig.from_files("ca.pem")`` a
+    private CA (the usual case for a self-hosted Parley). ``server_name`` checks the
+    certificate against another name than the target's host (for example when dialing
+    an IP address).
+    """
+
+    root_certificates: bytes | None = None
+    """PEM of the CA(s) to trust; ``None`` uses the system's."""
+    certificate_chain: bytes | None = None
+    """PEM of the client certificate, for servers that require mutual TLS."""
+    private_key: bytes | None = None
+    """PEM of the client certificate's key."""
+    server_name: str | None = None
+    """The name the server's certificate must carry, when it is not the target's host."""
+
+    def __post_init__(self) -> None:
+        if (self.certificate_chain is None) != (self.private_key is None):
+            raise ValueError("a client certificate needs its key, and a key its certificate")
+
+    @classmethod
+    def from_files(
+        cls,
+        root_certificates: str | os.PathLike[str] | None = None,
+        certificate_chain: str | os.PathLike[str] | None = None,
+        private_key: str | os.PathLike[str] | None = None,
+        *,
+        server_name: str | None = None,
+    ) -> TlsConfig:
+        """Read the PEM files; an unreadable file is a ``ValueError`` naming it."""
+
+        def read(path: str | os.PathLike[str] | None) -> bytes | None:
+            if path is None or str(path) == "":
+                return None
+            try:
+                return Path(path).read_bytes()
+            except OSError as error:
+                raise ValueError(f"cannot read {path}: {error.strerror or error}") from error
+
+        return cls(read(root_certificates), read(certificate_chain), read(private_key), server_name)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.root_certificates,
+            private_key=self.private_key,
+            certificate_chain=self.certificate_chain,
+        )
+
+    def channel_options(self) -> tuple[tuple[str, int | str], ...]:
+        if self.server_name:
+            return (*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", self.server_name))
+        return CHANNEL_OPTIONS
+
+
+def tls_config(tls: TlsConfig | bool | None) -> TlsConfig | None:
+    """``True`` means TLS with the system's roots; ``False``/``None`` plaintext."""
+    if tls is True:
+        return TlsConfig()
+    if tls is False or tls is None:
+        return None
+    return tls
 
 
 def dialogue_name(name_or_id: str) -> str:
@@ -67,7 +141,8 @@ def parley_errors() -> Iterator[None]:
 
 
 class ClientBase:
-    """Settings shared by both clients: default timeout and metadata sent on every call."""
+    """Settings shared by both clients: deadline, metadata, token, trace propagation,
+    and how a lost RunSession stream is resumed."""
 
     def __init__(
         self,
@@ -75,15 +150,33 @@ class ClientBase:
         *,
         metadata: Iterable[tuple[str, str | bytes]],
         timeout: float | None,
+        token: str | None = None,
+        propagate_trace: bool = True,
+        resume: bool = True,
+        resume_timeout: float = DEFAULT_RESUME_TIMEOUT,
+        max_resumes: int = DEFAULT_MAX_RESUMES,
     ) -> None:
         self.target = target
-        self.metadata: Metadata = tuple(metadata)
+        metadata = tuple(metadata)
+        if token:
+            metadata = (*metadata, ("authorization", f"Bearer {token}"))
+        self.metadata: Metadata = metadata
         self.timeout = timeout
+        self.propagate_trace = propagate_trace
+        self.resume = resume
+        self.resume_timeout = resume_timeout
+        self.max_resumes = max_resumes
 
     def _call_options(self, options: CallOptions) -> tuple[float | None, Metadata]:
-        """This call's deadline and metadata: per-call values over the client's defaults."""
+        """This call's deadline and metadata: per-call values over the client's defaults,
+        plus the current OpenTelemetry context (W3C ``traceparent``) unless the caller
+        sent one itself."""
         timeout = options.get("timeout")
-        metadata = (*self.metadata, *options.get("metadata", ()))
+        metadata: Metadata = (*self.metadata, *options.get("metadata", ()))
+        if self.propagate_trace and not any(key == "traceparent" for key, _ in metadata):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            metadata = (*metadata, *((key.lower(), value) for key, value in carrier.items()))
         return (self.timeout if timeout is None else timeout), metadata
 
 
@@ -122,15 +215,18 @@ def run_request(
     attachments: Iterable[pb.Attachment],
     speaker: pb.Speaker | str | None,
     order: pb.Broadcast | str | None,
+    queue: float | bool = False,
 ) -> pb.RunSessionRequest:
     """The request behind ``run_session`` and ``run``.
 
     ``speaker`` given as a string is a user of that name; ``order`` as a string is
-    parsed by :func:`parley.client.builders.broadcast_order`.
+    parsed by :func:`parley.client.builders.broadcast_order`. ``queue`` waits for a run
+    already in progress to end instead of failing with RUN_IN_PROGRESS: ``True`` for
+    the server's default wait, or the longest wait in seconds.
     """
     if isinstance(speaker, str):
         speaker = pb.Speaker(kind=pb.SPEAKER_KIND_USER, name=speaker)
-    return pb.RunSessionRequest(
+    request = pb.RunSessionRequest(
         dialogue=dialogue_name(dialogue),
         text=text,
         messages=list(messages),
@@ -138,6 +234,11 @@ def run_request(
         speaker=speaker,
         broadcast_order_override=broadcast_order(order) if order is not None else None,
     )
+    if queue is not False:
+        request.if_busy = pb.IF_BUSY_QUEUE
+        if queue is not True:
+            request.queue_timeout.FromMilliseconds(round(float(queue) * 1000))
+    return request
 
 
 def list_messages_request(
@@ -155,6 +256,13 @@ def export_request(dialogue: str, format: pb.HistoryFormat | str) -> pb.ExportHi
     return pb.ExportHistoryRequest(
         dialogue=dialogue_name(dialogue),
         format=_enum_name(pb.HistoryFormat, "HISTORY_FORMAT_", format, "history format"),
+    )
+
+
+def cancel_request(dialogue: str, mode: pb.CancelMode | str) -> pb.CancelRunRequest:
+    return pb.CancelRunRequest(
+        dialogue=dialogue_name(dialogue),
+        mode=_enum_name(pb.CancelMode, "CANCEL_MODE_", mode, "cancel mode"),
     )
 
 

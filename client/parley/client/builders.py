@@ -12,6 +12,7 @@ with protobuf's own ``json_format`` so the file format never drifts from the con
 from __future__ import annotations
 
 import json
+import mimetypes
 import os
 import re
 import tomllib
@@ -26,18 +27,26 @@ from parley.v1 import dialogue_pb2 as pb
 __all__ = [
     "DialogueFileError",
     "OptionValue",
+    "attachment",
+    "attachment_file",
     "broadcast",
     "broadcast_order",
     "context",
+    "custom_talk_style",
     "dialogue",
     "dialogue_from_mapping",
+    "fresh",
+    "full",
     "input_message",
+    "joining",
     "load_dialogue_file",
     "mentioned",
     "moderated",
     "participant",
     "persona",
+    "recent",
     "sequential",
+    "turn_range",
 ]
 
 OptionValue = str | int | float | bool
@@ -185,18 +194,112 @@ def moderated(agent: str, options: Mapping[str, OptionValue] | None = None) -> p
     return pb.ExecutionModel(moderator=pb.Moderated(agent=agent, agent_options=_options(options)))
 
 
+def custom_talk_style(
+    name: str,
+    *,
+    description: str = "",
+    guidelines: Iterable[str] = (),
+    expected_behaviors: Iterable[str] = (),
+) -> pb.CustomTalkStyle:
+    """A talk style of your own, for :func:`context`."""
+    return pb.CustomTalkStyle(
+        name=name,
+        description=description,
+        guidelines=list(guidelines),
+        expected_behaviors=list(expected_behaviors),
+    )
+
+
 def context(
     *,
-    talk_style: pb.TalkStyle | str | None = None,
+    talk_style: pb.TalkStyle | str | pb.CustomTalkStyle | None = None,
     environment: str = "",
     additional: Iterable[str] = (),
+    policy: Mapping[str, Iterable[str]] | None = None,
 ) -> pb.DialogueContext:
-    """Framing for every prompt; ``talk_style`` is e.g. brainstorm, debate or planning."""
-    result = pb.DialogueContext(environment=environment, additional_context=list(additional))
-    if talk_style is not None:
+    """Framing rendered into every prompt of a dialogue.
+
+    ``talk_style`` is a built-in style (brainstorm, casual, decision_making, debate,
+    problem_solving, review, planning, research) or a :func:`custom_talk_style`;
+    ``policy`` maps a participant's name to the capability names the others may see.
+    """
+    result = pb.DialogueContext(
+        environment=environment,
+        additional_context=list(additional),
+        policy={
+            name: pb.CapabilityList(capabilities=list(names))
+            for name, names in (policy or {}).items()
+        },
+    )
+    if isinstance(talk_style, pb.CustomTalkStyle):
+        result.custom_talk_style.CopyFrom(talk_style)
+    elif talk_style is not None:
         style = _enum_name(pb.TalkStyle, "TALK_STYLE_", talk_style, "talk style")
         result.MergeFrom(pb.DialogueContext(talk_style=style))
     return result
+
+
+def fresh() -> pb.JoiningStrategy:
+    """Join in progress seeing only the current turn's input and replies."""
+    return pb.JoiningStrategy(fresh=pb.JoiningStrategy.Fresh())
+
+
+def full() -> pb.JoiningStrategy:
+    """Join in progress seeing the whole log."""
+    return pb.JoiningStrategy(full=pb.JoiningStrategy.Full())
+
+
+def recent(turns: int = 5) -> pb.JoiningStrategy:
+    """Join in progress seeing the last ``turns`` turns, plus the current one."""
+    if turns < 1:
+        raise ValueError("recent turns must be at least 1")
+    return pb.JoiningStrategy(recent=pb.JoiningStrategy.Recent(turns=turns))
+
+
+def turn_range(start: int, end: int | None = None) -> pb.JoiningStrategy:
+    """Join in progress seeing turns ``start`` to ``end`` inclusive (``None``: up to the
+    current turn), plus the current one."""
+    if start < 1 or (end is not None and end < start):
+        raise ValueError("a turn range needs 1 <= start <= end")
+    return pb.JoiningStrategy(range=pb.JoiningStrategy.Range(start=start, end=end))
+
+
+def joining(spec: str | pb.JoiningStrategy) -> pb.JoiningStrategy:
+    """Parse a joining strategy: ``fresh``, ``full``, ``recent``, ``recent:N``,
+    ``range:START-END`` or ``range:START-`` (the text form the CLI's ``--join`` takes)."""
+    if isinstance(spec, pb.JoiningStrategy):
+        return spec
+    kind, _, argument = spec.strip().lower().partition(":")
+    first, dash, last = argument.partition("-")
+    if kind == "fresh" and not argument:
+        return fresh()
+    if kind == "full" and not argument:
+        return full()
+    if kind == "recent" and (not argument or argument.isdigit()):
+        return recent(int(argument)) if argument else recent()
+    if kind == "range" and first.isdigit() and (not last or last.isdigit()):
+        return turn_range(int(first), int(last) if dash and last else None)
+    raise ValueError(
+        f"unknown joining strategy {spec!r}; expected fresh, full, recent[:N] or range:START-[END]"
+    )
+
+
+def attachment(
+    name: str, mime_type: str = "", *, data: bytes | None = None, uri: str | None = None
+) -> pb.Attachment:
+    """A file that travels with a message: inline ``data`` or a ``uri`` agents can read."""
+    if (data is None) == (uri is None):
+        raise ValueError("an attachment needs exactly one of data and uri")
+    if data is not None:
+        return pb.Attachment(name=name, mime_type=mime_type, data=data)
+    return pb.Attachment(name=name, mime_type=mime_type, uri=uri)
+
+
+def attachment_file(path: str | os.PathLike[str], mime_type: str = "") -> pb.Attachment:
+    """A local file as an inline attachment; the media type is guessed from its name."""
+    file = Path(path)
+    guessed = mime_type or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    return attachment(file.name, guessed, data=file.read_bytes())
 
 
 def dialogue(

@@ -9,6 +9,8 @@ print as written.
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from types import TracebackType
 
 import grpc
@@ -17,18 +19,24 @@ from google.protobuf.message import Message as ProtoMessage
 from parley.client.errors import ErrorDescription
 from parley.v1 import dialogue_pb2 as pb
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.live import Live
 from rich.segment import Segment
-from rich.status import Status
+from rich.spinner import Spinner
+from rich.table import Table
 from rich.text import Text
 
 __all__ = [
     "RunView",
+    "completed_view",
     "describe_model",
     "dialogue_line",
     "dialogue_summary",
     "error_text",
+    "failure_view",
     "json_line",
     "message_view",
+    "profiles_table",
+    "started_view",
 ]
 
 # Participants get a stable colour from their position, so one speaker keeps one
@@ -116,7 +124,8 @@ def _turn_view(turn: pb.Turn) -> RenderableType:
     return Group(header, _Indented(Text(turn.content)))
 
 
-def _failure_view(failure: pb.TurnFailed) -> Text:
+def failure_view(failure: pb.TurnFailed) -> Text:
+    """A failed participant in one red line: code, message, attempts."""
     text = Text("✗ ", style="bold red")
     text.append_text(_speaker(failure.speaker, "bold red"))
     text.append(f" failed: {failure.code or 'ERROR'}", style="bold red")
@@ -132,24 +141,64 @@ def _failure_view(failure: pb.TurnFailed) -> Text:
     return text
 
 
+def _tokens(usage: pb.Usage) -> str:
+    if not (usage.input_tokens or usage.output_tokens):
+        return ""
+    return f"{usage.input_tokens} in / {usage.output_tokens} out"
+
+
+def started_view(turn: int, started: pb.SessionStarted) -> Text:
+    """The first line of a run: its turn, the model used and who is called."""
+    called = ", ".join(started.participants) if started.participants else "nobody to call"
+    return Text(f"turn {turn} · {describe_model(started.execution_model)} · {called}", style="dim")
+
+
+def completed_view(turn: int, completed: pb.SessionCompleted) -> Text:
+    """The last line of a run: replies and failures."""
+    replies = f"{completed.turn_count} repl{'y' if completed.turn_count == 1 else 'ies'}"
+    failures = f"{completed.failure_count} failed"
+    if completed.failure_count:
+        return Text(f"turn {turn} done: {replies}, {failures}", style="bold yellow")
+    return Text(f"✓ turn {turn} done: {replies}, {failures}", style="bold green")
+
+
+@dataclass
+class _Row:
+    """One participant called in a run, as the live table shows it."""
+
+    name: str
+    index: int
+    since: float
+    speaker: pb.Speaker | None = None
+    turn: pb.Turn | None = None
+    failure: pb.TurnFailed | None = None
+
+
 class RunView:
     """Prints a run's events the moment they arrive.
 
-    On an interactive terminal a spinner names the participants still working, so a
-    slow agent does not look like a hung command; elsewhere (pipes, tests) only the
-    events are printed.
+    On an interactive terminal a live table sits under the replies: one row per
+    participant called (from ``started``), with a spinner and the time spent while it
+    works, then its latency and tokens, or its failure in red. Elsewhere (pipes,
+    files, tests) only the events are printed, one after another.
     """
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, live: bool | None = None) -> None:
         self._console = console
-        self._pending: list[str] = []
-        self._status: Status | None = None
+        self._live_wanted = console.is_terminal if live is None else live
+        self._live: Live | None = None
+        self._rows: dict[str, _Row] = {}
         self.completed: pb.SessionCompleted | None = None
 
     def __enter__(self) -> RunView:
-        if self._console.is_terminal:
-            self._status = self._console.status("starting the run…")
-            self._status.start()
+        if self._live_wanted:
+            self._live = Live(
+                console=self._console,
+                get_renderable=self._table,
+                refresh_per_second=10,
+                transient=False,
+            )
+            self._live.start()
         return self
 
     def __exit__(
@@ -158,62 +207,85 @@ class RunView:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._status is not None:
-            self._status.stop()
+        self._stop_live()
 
     def show(self, event: pb.SessionEvent) -> None:
-        """Print one event; the spinner is updated first so it never lags the output."""
+        """Print one event (above the live table, when there is one)."""
         kind = event.WhichOneof("event")
         view: RenderableType
         if kind == "started":
-            self._pending = list(event.started.participants)
-            view = self._started_view(event.turn, event.started)
+            now = time.monotonic()
+            self._rows = {
+                name: _Row(name, position, now)
+                for position, name in enumerate(event.started.participants)
+            }
+            view = started_view(event.turn, event.started)
         elif kind == "routing":
             chosen = describe_model(event.routing.execution_model)
             view = Text(f"moderator chose {chosen}", style="dim")
         elif kind == "turn_completed":
-            self._done(event.turn_completed.speaker.name)
+            row = self._row(event.turn_completed.speaker)
+            row.turn = event.turn_completed
             view = _turn_view(event.turn_completed)
         elif kind == "turn_failed":
-            self._done(event.turn_failed.speaker.name)
-            view = _failure_view(event.turn_failed)
+            row = self._row(event.turn_failed.speaker)
+            row.failure = event.turn_failed
+            view = failure_view(event.turn_failed)
         elif kind == "completed":
             self.completed = event.completed
-            self._pending = []
-            view = self._completed_view(event.turn, event.completed)
+            # The table's last state stays on screen; the summary goes under it.
+            self._stop_live()
+            view = completed_view(event.turn, event.completed)
         else:
             return  # an event kind newer than this client: nothing to show
-        self._update_status()
         self._console.print(view)
 
-    @staticmethod
-    def _started_view(turn: int, started: pb.SessionStarted) -> Text:
-        called = ", ".join(started.participants) if started.participants else "nobody to call"
-        return Text(
-            f"turn {turn} · {describe_model(started.execution_model)} · {called}", style="dim"
-        )
+    def _row(self, speaker: pb.Speaker) -> _Row:
+        row = self._rows.get(speaker.name)
+        if row is None:  # a moderator, or a participant SessionStarted did not name
+            row = self._rows[speaker.name] = _Row(speaker.name, len(self._rows), time.monotonic())
+        row.speaker = speaker
+        return row
 
-    @staticmethod
-    def _completed_view(turn: int, completed: pb.SessionCompleted) -> Text:
-        replies = f"{completed.turn_count} repl{'y' if completed.turn_count == 1 else 'ies'}"
-        failures = f"{completed.failure_count} failed"
-        if completed.failure_count:
-            return Text(f"turn {turn} done: {replies}, {failures}", style="bold yellow")
-        return Text(f"✓ turn {turn} done: {replies}, {failures}", style="bold green")
+    def _stop_live(self) -> None:
+        if self._live is not None:
+            self._live.refresh()
+            self._live.stop()
+            self._live = None
 
-    def _done(self, name: str) -> None:
-        if name in self._pending:
-            self._pending.remove(name)
-
-    def _update_status(self) -> None:
-        if self._status is None:
-            return
-        if self._pending:
-            self._status.update(f"waiting for {', '.join(self._pending)}…")
-        elif self.completed is not None:
-            # Stop before the last line so the spinner cannot redraw under it.
-            self._status.stop()
-            self._status = None
+    def _table(self) -> RenderableType:
+        if not self._rows:
+            return Spinner("dots", Text("starting the run…", style="dim"))
+        table = Table(box=None, show_header=False, padding=(0, 1), pad_edge=False)
+        table.add_column("participant", no_wrap=True)
+        table.add_column("status")
+        table.add_column("latency", justify="right", no_wrap=True)
+        table.add_column("tokens", no_wrap=True, style="dim")
+        for row in self._rows.values():
+            style = _participant_style(row.index)
+            speaker = row.speaker or pb.Speaker(name=row.name)
+            if row.turn is not None:
+                style = _participant_style(row.turn.participant_index)
+                table.add_row(
+                    _speaker(speaker, style),
+                    Text("✓ replied", style="green"),
+                    _milliseconds(row.turn.latency),
+                    _tokens(row.turn.usage),
+                )
+            elif row.failure is not None:
+                status = Text(f"✗ {row.failure.code or 'ERROR'}", style="bold red")
+                if row.failure.message:
+                    status.append(f": {row.failure.message}", style="red")
+                table.add_row(_speaker(speaker, "bold red"), status, "", "")
+            else:
+                elapsed = time.monotonic() - row.since
+                table.add_row(
+                    _speaker(speaker, style),
+                    Spinner("dots", Text("thinking…", style="dim")),
+                    Text(f"{elapsed:.1f} s", style="dim"),
+                    "",
+                )
+        return table
 
 
 def message_view(message: pb.Message) -> RenderableType:
@@ -277,7 +349,8 @@ def error_text(error: ErrorDescription, *, server: str, dialogue: str | None = N
         # No details means the channel itself failed: nobody answered at that address.
         message = (
             f"cannot reach a Parley server at {server} (is parley-server running? "
-            "--server or PARLEY_SERVER picks another address)"
+            "--server or PARLEY_SERVER picks another address; a server with TLS needs"
+            " --tls or --ca-cert)"
         )
     elif (
         code == grpc.StatusCode.NOT_FOUND
@@ -285,6 +358,8 @@ def error_text(error: ErrorDescription, *, server: str, dialogue: str | None = N
         and error.reason in ("", "DIALOGUE_NOT_FOUND")
     ):
         message = f"dialogue {dialogue} not found"
+    elif code == grpc.StatusCode.NOT_FOUND and error.reason == "NO_RUN_IN_PROGRESS":
+        message = f"no run is in progress on {dialogue or 'that dialogue'}"
     elif code == grpc.StatusCode.UNAUTHENTICATED:
         message = f"the server wants a token: pass --token or set PARLEY_TOKEN ({error.message})"
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -304,3 +379,44 @@ def error_text(error: ErrorDescription, *, server: str, dialogue: str | None = N
     for violation in error.field_violations:
         text.append(f"\n  - {violation}", style="red")
     return text
+
+
+def watch_item_view(item: pb.WatchDialogueResponse) -> RenderableType | None:
+    """One item of ``parley watch``: a log message, or a live run's event."""
+    kind = item.WhichOneof("item")
+    if kind == "message":
+        return message_view(item.message)
+    if kind != "event":
+        return None
+    event = item.event
+    which = event.WhichOneof("event")
+    if which == "started":
+        return started_view(event.turn, event.started)
+    if which == "routing":
+        return Text(f"moderator chose {describe_model(event.routing.execution_model)}", style="dim")
+    if which == "turn_failed":
+        return failure_view(event.turn_failed)
+    if which == "completed":
+        return completed_view(event.turn, event.completed)
+    return None  # replies arrive as messages
+
+
+def profiles_table(profiles: list[pb.AgentProfile]) -> RenderableType:
+    """The server's agent profiles: name, kind, model, options, and why one is unusable."""
+    table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    for column in ("profile", "kind", "model", "options", "available"):
+        table.add_column(column, no_wrap=column != "available")
+    for profile in profiles:
+        available = (
+            Text("yes", style="green")
+            if profile.available
+            else Text(f"no: {profile.unavailable_reason}", style="red")
+        )
+        table.add_row(
+            Text(profile.name, style="bold"),
+            profile.kind,
+            profile.model or "-",
+            ", ".join(profile.allowed_options) or "-",
+            available,
+        )
+    return table

@@ -7,6 +7,8 @@ its :class:`~parley.client.aio.AsyncParleyClient` namesake.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Unpack
@@ -14,16 +16,42 @@ from typing import Unpack
 import grpc
 from parley.client import _common
 from parley.client._common import (
+    DEFAULT_MAX_RESUMES,
+    DEFAULT_RESUME_TIMEOUT,
     DEFAULT_TARGET,
     CallOptions,
     ClientBase,
+    TlsConfig,
     dialogue_name,
     parley_errors,
+    tls_config,
 )
+from parley.client._runs import RunTracker, stream_lost
+from parley.client.errors import ParleyRpcError
 from parley.v1 import dialogue_pb2 as pb
 from parley.v1.dialogue_pb2_grpc import DialogueServiceStub
 
-__all__ = ["ParleyClient"]
+__all__ = ["ParleyClient", "RunTurns"]
+
+logger = logging.getLogger("parley.client")
+
+
+class RunTurns(RunTracker):
+    """The replies of one run, as an iterator of ``Turn``s, and what else it said.
+
+    ``for turn in client.turns(...)`` yields each participant's reply the moment it is
+    stored. Failed participants are not yielded: they are in ``failures`` (and the run
+    goes on). After the loop ``started``, ``completed``, ``turns`` and ``resumed`` tell
+    the rest.
+    """
+
+    _events: Iterator[pb.SessionEvent]
+
+    def __iter__(self) -> Iterator[pb.Turn]:
+        # The events were observed (counted, remembered) by the run that yields them.
+        for event in self._events:
+            if event.WhichOneof("event") == "turn_completed":
+                yield event.turn_completed
 
 
 class ParleyClient(ClientBase):
@@ -31,22 +59,45 @@ class ParleyClient(ClientBase):
 
     Use it as ``with ParleyClient("host:port") as client: ...``. The client
     closes the channel it opened; a ``channel`` passed in belongs to the caller and is
-    left open, so one channel can serve several clients. ``metadata`` (for example
-    ``[("authorization", "Bearer ...")]``) and ``timeout`` (seconds) apply to every
-    call; each method's own ``timeout`` and ``metadata`` override or extend them.
+    left open, so one channel can serve several clients. The settings are those of
+    :class:`~parley.client.aio.AsyncParleyClient`: ``token``, ``tls``, ``metadata``,
+    ``timeout``, ``propagate_trace``, ``resume``, ``resume_timeout``, ``max_resumes``.
     """
 
     def __init__(
         self,
         target: str = DEFAULT_TARGET,
         *,
+        token: str | None = None,
+        tls: TlsConfig | bool = False,
         metadata: Iterable[tuple[str, str | bytes]] = (),
         timeout: float | None = None,
+        propagate_trace: bool = True,
+        resume: bool = True,
+        resume_timeout: float = DEFAULT_RESUME_TIMEOUT,
+        max_resumes: int = DEFAULT_MAX_RESUMES,
         channel: grpc.Channel | None = None,
     ) -> None:
-        super().__init__(target, metadata=metadata, timeout=timeout)
+        super().__init__(
+            target,
+            metadata=metadata,
+            timeout=timeout,
+            token=token,
+            propagate_trace=propagate_trace,
+            resume=resume,
+            resume_timeout=resume_timeout,
+            max_resumes=max_resumes,
+        )
         self._owns_channel = channel is None
-        self._channel = channel or grpc.insecure_channel(target, options=_common.CHANNEL_OPTIONS)
+        secure = tls_config(tls)
+        if channel is not None:
+            self._channel = channel
+        elif secure is not None:
+            self._channel = grpc.secure_channel(
+                target, secure.credentials(), options=secure.channel_options()
+            )
+        else:
+            self._channel = grpc.insecure_channel(target, options=_common.CHANNEL_OPTIONS)
         self._stub = DialogueServiceStub(self._channel)
 
     def close(self) -> None:
@@ -185,15 +236,13 @@ class ParleyClient(ClientBase):
         attachments: Iterable[pb.Attachment] = (),
         speaker: pb.Speaker | str | None = None,
         order: pb.Broadcast | str | None = None,
+        queue: float | bool = False,
+        resume: bool | None = None,
         **options: Unpack[CallOptions],
     ) -> Iterator[pb.SessionEvent]:
         """Run one turn and yield each event the moment the server sends it.
 
-        ``text`` is a plain prompt (from the System speaker, or from ``speaker``; a
-        string speaker is a user of that name); ``messages`` are stored before it.
-        ``order`` overrides a broadcast's order for this run only: a ``Broadcast`` or
-        ``"completion"``, ``"participant"``, ``"explicit:Name1,Name2"``. Leaving the
-        loop early cancels the call; replies already produced stay in the log.
+        As :meth:`parley.client.aio.AsyncParleyClient.run_session`, resume included.
         """
         request = _common.run_request(
             dialogue,
@@ -202,14 +251,124 @@ class ParleyClient(ClientBase):
             attachments=attachments,
             speaker=speaker,
             order=order,
+            queue=queue,
         )
+        return self._session(request, RunTracker(), resume, options)
+
+    def _session(
+        self,
+        request: pb.RunSessionRequest,
+        tracker: RunTracker,
+        resume: bool | None,
+        options: CallOptions,
+    ) -> Iterator[pb.SessionEvent]:
         timeout, metadata = self._call_options(options)
+        deadline = None if timeout is None else time.monotonic() + timeout
         call = self._stub.RunSession(request, timeout=timeout, metadata=metadata)
         try:
-            with parley_errors():
-                yield from call
+            for event in call:
+                tracker.observe(event)
+                yield event
+            return
+        except grpc.RpcError as error:
+            if isinstance(error, ParleyRpcError):
+                raise
+            if not ((self.resume if resume is None else resume) and tracker.resumable):
+                raise ParleyRpcError.from_rpc_error(error) from error
+            if not stream_lost(error):
+                raise ParleyRpcError.from_rpc_error(error) from error
+            lost: grpc.RpcError = error
         finally:
             call.cancel()  # type: ignore[no-untyped-call]  # untyped in grpc-stubs
+        yield from self._follow(tracker, lost, deadline, options)
+
+    def _follow(
+        self,
+        tracker: RunTracker,
+        lost: grpc.RpcError,
+        deadline: float | None,
+        options: CallOptions,
+    ) -> Iterator[pb.SessionEvent]:
+        """The rest of a run whose stream was lost, from WatchDialogue."""
+        while True:
+            if tracker.resumed >= self.max_resumes:
+                raise ParleyRpcError.from_rpc_error(lost) from lost
+            tracker.resumed += 1
+            logger.warning(
+                "the RunSession stream of %s turn %d was lost (%s); following the run"
+                " through WatchDialogue after seq %d",
+                tracker.dialogue,
+                tracker.turn,
+                lost.code().name if callable(getattr(lost, "code", None)) else "?",
+                tracker.resume_after,
+            )
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            wait = self.resume_timeout if remaining is None else min(self.resume_timeout, remaining)
+            _, metadata = self._call_options(options)
+            watch = None
+            try:
+                found = self._stub.GetDialogue(
+                    pb.GetDialogueRequest(name=dialogue_name(tracker.dialogue)),
+                    timeout=wait,
+                    metadata=metadata,
+                    wait_for_ready=True,
+                )
+                remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                watch = self._stub.WatchDialogue(
+                    pb.WatchDialogueRequest(
+                        dialogue=dialogue_name(tracker.dialogue), after_seq=tracker.resume_after
+                    ),
+                    timeout=remaining,
+                    metadata=metadata,
+                )
+                for item in watch:
+                    yield from tracker.resume_events(item, found.participants)
+                    if tracker.completed is not None:
+                        return
+            except grpc.RpcError as error:
+                if isinstance(error, ParleyRpcError):
+                    raise
+                if not stream_lost(error):
+                    if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and (
+                        deadline is None or time.monotonic() < deadline
+                    ):
+                        raise ParleyRpcError.from_rpc_error(lost) from error
+                    raise ParleyRpcError.from_rpc_error(error) from error
+                lost = error
+            finally:
+                if watch is not None:
+                    watch.cancel()  # type: ignore[no-untyped-call]
+
+    def turns(
+        self,
+        dialogue: str,
+        text: str = "",
+        *,
+        messages: Iterable[pb.InputMessage] = (),
+        attachments: Iterable[pb.Attachment] = (),
+        speaker: pb.Speaker | str | None = None,
+        order: pb.Broadcast | str | None = None,
+        queue: float | bool = False,
+        resume: bool | None = None,
+        **options: Unpack[CallOptions],
+    ) -> RunTurns:
+        """Run one turn and iterate over its replies: ``for turn in client.turns(...)``.
+
+        The arguments are those of :meth:`run_session`; the result also keeps the run's
+        failures and counts (see :class:`RunTurns`).
+        """
+        request = _common.run_request(
+            dialogue,
+            text,
+            messages=messages,
+            attachments=attachments,
+            speaker=speaker,
+            order=order,
+            queue=queue,
+        )
+        run = RunTurns()
+        run._events = self._session(request, run, resume, options)
+        return run
 
     def run(
         self,
@@ -220,6 +379,7 @@ class ParleyClient(ClientBase):
         attachments: Iterable[pb.Attachment] = (),
         speaker: pb.Speaker | str | None = None,
         order: pb.Broadcast | str | None = None,
+        queue: float | bool = False,
         **options: Unpack[CallOptions],
     ) -> pb.RunResponse:
         """Run one turn and return it whole; the arguments are those of :meth:`run_session`."""
@@ -230,6 +390,7 @@ class ParleyClient(ClientBase):
             attachments=attachments,
             speaker=speaker,
             order=order,
+            queue=queue,
         )
         timeout, metadata = self._call_options(options)
         with parley_errors():
@@ -301,3 +462,43 @@ class ParleyClient(ClientBase):
                 timeout=timeout,
                 metadata=metadata,
             )
+
+    def watch_dialogue(
+        self, dialogue: str, after_seq: int = 0, **options: Unpack[CallOptions]
+    ) -> Iterator[pb.WatchDialogueResponse]:
+        """The log after ``after_seq``, then every new message and live run event, until
+        the caller stops iterating; as :meth:`AsyncParleyClient.watch_dialogue`."""
+        timeout, metadata = self._call_options(options)
+        call = self._stub.WatchDialogue(
+            pb.WatchDialogueRequest(dialogue=dialogue_name(dialogue), after_seq=after_seq),
+            timeout=timeout,
+            metadata=metadata,
+        )
+        try:
+            with parley_errors():
+                yield from call
+        finally:
+            call.cancel()  # type: ignore[no-untyped-call]  # untyped in grpc-stubs
+
+    def cancel_run(
+        self,
+        dialogue: str,
+        mode: pb.CancelMode | str = "immediate",
+        **options: Unpack[CallOptions],
+    ) -> pb.CancelRunResponse:
+        """Stop the run in progress (``immediate`` or ``after_turn``); NOT_FOUND with
+        reason NO_RUN_IN_PROGRESS when nothing runs."""
+        timeout, metadata = self._call_options(options)
+        with parley_errors():
+            return self._stub.CancelRun(
+                _common.cancel_request(dialogue, mode), timeout=timeout, metadata=metadata
+            )
+
+    def list_agent_profiles(self, **options: Unpack[CallOptions]) -> list[pb.AgentProfile]:
+        """The server's agent profiles (by name), for ``Participant.agent``."""
+        timeout, metadata = self._call_options(options)
+        with parley_errors():
+            response = self._stub.ListAgentProfiles(
+                pb.ListAgentProfilesRequest(), timeout=timeout, metadata=metadata
+            )
+        return list(response.profiles)

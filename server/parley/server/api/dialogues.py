@@ -5,16 +5,18 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message as ProtoMessage
 from parley.server.api import mapping
 from parley.server.api.auth import FULL_ACCESS, check_dialogue_allowed, current_grant
 from parley.server.api.errors import streaming, unary
 from parley.server.api.run_limits import RunLimiter, peer_host
 from parley.server.engine import events
 from parley.server.engine.engine import Engine
+from parley.server.engine.errors import ResourceExhausted
 from parley.server.engine.history import HistoryFormat, ImportMode
 from parley.server.engine.model import Message
 from parley.server.engine.session import Session
@@ -24,14 +26,24 @@ from parley.v1 import dialogue_pb2 as pb
 from parley.v1 import dialogue_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
+Item = TypeVar("Item")
+Proto = TypeVar("Proto", bound=ProtoMessage)
 
 DEFAULT_DIALOGUE_PAGE = 50
 DEFAULT_MESSAGE_PAGE = 100
+# Pages stop short of this many bytes (always holding at least one item): gRPC clients
+# refuse larger messages unless told otherwise (AIP-158 lets a page be shorter).
+MAX_PAGE_BYTES = 4 * 1024 * 1024
+# gRPC's cap on one message (Settings.max_message_bytes by default).
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
 class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, *, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    ) -> None:
         self._engine = engine
+        self._max_response_bytes = max_response_bytes
         limits = engine.limits
         self._runs = RunLimiter(limits.max_concurrent_runs, limits.max_concurrent_runs_per_client)
 
@@ -77,11 +89,9 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         found = await self._engine.list_dialogues(after_id=start, page_size=limit + 1)
         if prefix:
             found = [d for d in found if d.id.startswith(prefix)]
-        page = found[:limit]
-        token = mapping.encode_page_token(after_id=page[-1].id) if len(found) > limit else ""
-        return pb.ListDialoguesResponse(
-            dialogues=[mapping.dialogue_to_proto(d) for d in page], next_page_token=token
-        )
+        page, more = _fill_page(found, limit, mapping.dialogue_to_proto)
+        token = mapping.encode_page_token(after_id=found[len(page) - 1].id) if more else ""
+        return pb.ListDialoguesResponse(dialogues=page, next_page_token=token)
 
     @unary
     async def UpdateDialogue(
@@ -142,7 +152,16 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
     async def Run(self, request: pb.RunSessionRequest, context: Context) -> pb.RunResponse:
         with self._runs.slot(_client_of(context)):
             async with await self._open_run(request, context) as session:
-                return _collect(session.dialogue_id, [event async for event in session])
+                response = _collect(session.dialogue_id, [event async for event in session])
+        if response.ByteSize() > self._max_response_bytes:
+            raise ResourceExhausted(
+                f"turn {response.turn} is over and stored, but its replies hold more than"
+                f" {self._max_response_bytes} bytes, more than one gRPC message may: read them"
+                " with ListMessages (or run with RunSession, one message per turn)",
+                subject="response_bytes",
+                reason="RESPONSE_TOO_LARGE",
+            )
+        return response
 
     async def _open_run(self, request: pb.RunSessionRequest, context: Context) -> Session:
         out = Violations()
@@ -207,11 +226,9 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         found = await self._engine.list_messages(
             dialogue_id, after_seq=after_seq, page_size=limit + 1
         )
-        page = found[:limit]
-        token = mapping.encode_page_token(after_seq=page[-1].seq) if len(found) > limit else ""
-        return pb.ListMessagesResponse(
-            messages=[mapping.message_to_proto(m) for m in page], next_page_token=token
-        )
+        page, more = _fill_page(found, limit, mapping.message_to_proto)
+        token = mapping.encode_page_token(after_seq=found[len(page) - 1].seq) if more else ""
+        return pb.ListMessagesResponse(messages=page, next_page_token=token)
 
     @unary
     async def ExportHistory(
@@ -223,8 +240,17 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
             mapping.HISTORY_FORMATS, request.format, HistoryFormat.LLM_TOOLKIT_JSON, "format", out
         )
         out.raise_if_any()
-        content = await self._engine.export_history(dialogue_id, fmt)
-        return pb.ExportHistoryResponse(content=content)
+        response = pb.ExportHistoryResponse(
+            content=await self._engine.export_history(dialogue_id, fmt)
+        )
+        if response.ByteSize() > self._max_response_bytes:
+            raise ResourceExhausted(
+                f"the history is larger than {self._max_response_bytes} bytes, more than one"
+                " gRPC message may hold: read the log with ListMessages instead",
+                subject="response_bytes",
+                reason="RESPONSE_TOO_LARGE",
+            )
+        return response
 
     @unary
     async def ImportHistory(
@@ -265,6 +291,22 @@ def _collect(dialogue_id: str, envelopes: list[events.SessionEvent]) -> pb.RunRe
             case events.SessionCompleted():
                 response.completed = True
     return response
+
+
+def _fill_page(
+    items: Sequence[Item], limit: int, to_proto: Callable[[Item], Proto]
+) -> tuple[list[Proto], bool]:
+    """Up to `limit` items as protos within MAX_PAGE_BYTES (at least one), and whether
+    any of `items` is left for another page."""
+    page: list[Proto] = []
+    size = 0
+    for item in items[:limit]:
+        proto = to_proto(item)
+        size += proto.ByteSize()
+        if page and size > MAX_PAGE_BYTES:
+            break
+        page.append(proto)
+    return page, len(items) > len(page)
 
 
 def _client_of(context: Context) -> str:

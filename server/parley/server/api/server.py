@@ -10,6 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from parley.server.api.auth import BearerTokenInterceptor
 from parley.server.api.dialogues import DialogueService
+from parley.server.api.errors import MalformedRequestInterceptor
 from parley.server.api.tls import is_loopback, server_credentials
 from parley.server.config import ConfigError, Settings
 from parley.server.engine.engine import Engine
@@ -46,9 +47,13 @@ class ParleyServer:
                 f"refusing to serve plaintext on {settings.address}: configure TLS"
                 " ([tls] cert_file/key_file) or set allow_insecure when a proxy terminates TLS"
             )
+        # Innermost, so the handlers auth and tracing wrap keep its tolerant parser.
+        interceptors.append(MalformedRequestInterceptor())
         self.grpc = grpc.aio.server(interceptors=interceptors, options=_options(settings))
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
-        dialogue_pb2_grpc.add_DialogueServiceServicer_to_server(DialogueService(engine), self.grpc)
+        dialogue_pb2_grpc.add_DialogueServiceServicer_to_server(
+            DialogueService(engine, max_response_bytes=settings.max_message_bytes), self.grpc
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         if settings.reflection:
             reflection.enable_server_reflection(

@@ -8,6 +8,7 @@ alone is enough, so conversations survive restarts and move between replicas.
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,29 +33,29 @@ class ChatMessage:
 def private_conversation(
     log: Sequence[Message], name: str, joining: JoiningStrategy | None
 ) -> list[ChatMessage]:
-    """The earlier exchanges of participant `name`, oldest first, from its whole log.
+    """The earlier exchanges of participant `name`, oldest first, from its whole log
+    (in seq order, as the store reads it).
 
     A participant that joined in progress saw its joining window on its first call;
-    everyone else saw the log from the beginning.
+    everyone else saw the log from the beginning. One pass over the log: each exchange
+    is a slice of the other speakers' messages, found by bisection, so the cost is the
+    log's length, not its length times the number of replies.
     """
+    others = [m for m in log if not is_own(m, name)]
+    seqs = [m.seq for m in others]
     conversation: list[ChatMessage] = []
     delivered_after = 0
     first = True
-    for reply in (m for m in log if is_own(m, name)):
+    for reply in log:
+        if not is_own(reply, name):
+            continue
         through = reply.delivered_through
         if through is not None:
+            last = bisect.bisect_right(seqs, through)
             if first and joining is not None:
-                window = [
-                    m
-                    for m in log
-                    if m.seq <= through
-                    and in_joining_window(joining, m, reply.turn)
-                    and not is_own(m, name)
-                ]
+                window = [m for m in others[:last] if in_joining_window(joining, m, reply.turn)]
             else:
-                window = [
-                    m for m in log if delivered_after < m.seq <= through and not is_own(m, name)
-                ]
+                window = others[bisect.bisect_right(seqs, delivered_after) : last]
             if window:
                 conversation.append(ChatMessage(ChatRole.USER, render_messages(window)))
             delivered_after = through

@@ -325,6 +325,7 @@ class Engine:
             observer=self.observer,
             lease_ttl=self.lease_ttl,
             deadline=longest if deadline is None else min(deadline, longest),
+            max_reply_bytes=self.limits.max_message_bytes,
             on_end=functools.partial(self._running.pop, dialogue_id, None),
         )
         self._running[dialogue_id] = session
@@ -366,6 +367,8 @@ class Engine:
 
     async def cancel_run(self, dialogue_id: str, mode: CancelMode) -> int:
         """Asks the run in progress to stop, on whichever replica runs it; its turn."""
+        # DIALOGUE_NOT_FOUND before NO_RUN_IN_PROGRESS, whichever store this is.
+        await self.store.get_dialogue(dialogue_id)
         turn = await self.store.request_cancel(dialogue_id, mode)
         await self.store.feed.publish(CancelRequested(dialogue_id, turn, mode))
         return turn

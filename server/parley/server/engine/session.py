@@ -69,7 +69,7 @@ from parley.server.engine.moderation import (
 )
 from parley.server.engine.observer import NULL_CALL_TRACE, CallTrace, NullObserver, RunObserver
 from parley.server.engine.prompts import render_prompt, render_system
-from parley.server.store.feed import CancelMode, RunEvent
+from parley.server.store.feed import CancelMode, LogGrew, RunEvent
 from parley.server.store.protocol import RunLease, Store
 
 logger = logging.getLogger(__name__)
@@ -172,6 +172,7 @@ class Session:
         lease_ttl: float = DEFAULT_LEASE_TTL_S,
         deadline: float | None = None,
         on_end: Callable[[], object] | None = None,
+        max_reply_bytes: int | None = None,
     ) -> None:
         self._store = store
         self._agents = agents
@@ -194,6 +195,8 @@ class Session:
         # time.monotonic() by which the whole run must be over (client deadline or the
         # server's maximum run duration); every agent call gets at most what is left.
         self._deadline = deadline
+        # A reply is a message of the log: no larger than the server takes from clients.
+        self._max_reply_bytes = max_reply_bytes
         self._lease_ttl = lease_ttl
         # Set by request_stop (CancelRun or the lease's cancel flag).
         self._stop: CancelMode | None = None
@@ -279,6 +282,10 @@ class Session:
             self._trace.finished(*self._counts, error)
             try:
                 await asyncio.shield(self._store.end_run(self._lease))
+                # Wakes runs queued for this dialogue now rather than at their next poll.
+                await asyncio.shield(
+                    self._store.feed.publish(LogGrew(self.dialogue_id, self._window.head))
+                )
             except Exception:
                 logger.exception("could not release the run lease of %s", self.dialogue_id)
             self._queue.put_nowait(_End())
@@ -506,7 +513,7 @@ class Session:
         try:
             with trace.scope():
                 async with asyncio.timeout(timeout):
-                    return await self._agents.agent(agent).execute(call)
+                    reply = await self._agents.agent(agent).execute(call)
         except AgentFailure as failure:
             return failure
         except TimeoutError:
@@ -520,6 +527,19 @@ class Session:
         except Exception:
             logger.exception("agent profile %r failed for %s", agent, call.persona.name)
             return AgentFailure("AGENT_ERROR", "the agent call failed")
+        if self._too_large(reply.content):
+            return AgentFailure(
+                "REPLY_TOO_LARGE",
+                f"the reply is larger than {self._max_reply_bytes} bytes, the most one"
+                " message may hold",
+            )
+        return reply
+
+    def _too_large(self, content: str) -> bool:
+        limit = self._max_reply_bytes
+        if limit is None or len(content) * 4 <= limit:  # UTF-8 takes at most 4 bytes
+            return False
+        return len(content) > limit or len(content.encode()) > limit
 
     async def _store_replies(self, outcomes: Sequence[_Outcome]) -> dict[int, Event]:
         """Appends the replies among `outcomes` in one transaction; returns their events."""

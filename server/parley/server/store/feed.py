@@ -76,6 +76,7 @@ class Subscription:
         self._head_reported = 0
         self._items: collections.deque[FeedItem] = collections.deque(maxlen=MAX_PENDING_EVENTS)
         self._wake = asyncio.Event()
+        self._dropped = 0
 
     def deliver(self, item: FeedItem) -> None:
         if isinstance(item, LogGrew):
@@ -87,7 +88,9 @@ class Subscription:
                 self._wake.set()
                 return
         if len(self._items) == self._items.maxlen:
-            logger.warning("a feed listener is too slow: dropping its oldest item")
+            self._dropped += 1
+            if self._dropped == 1:  # once per listener, not once per item
+                logger.warning("a feed listener is too slow: dropping its oldest items")
         self._items.append(item)
         self._wake.set()
 
