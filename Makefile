@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PROTOS := $(wildcard protos/parley/v1/*.proto)
 
-.PHONY: install protos check-protos run demo test test-local lint bench load clean
+.PHONY: install protos check-protos run demo test test-local lint docs bench load clean
 
 install: $(VENV)/.installed
 	@$(MAKE) --no-print-directory protos
@@ -50,6 +50,11 @@ lint:
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/buf lint
+	$(BIN)/buf breaking --against protos-released
+
+# Regenerate docs/API.md from the proto comments (a test fails when it is stale).
+docs:
+	$(PY) docs/generate_api.py
 
 bench:
 	$(PY) -m bench

@@ -175,6 +175,9 @@ async def _run(options: Options) -> Figure:
             per_turn = await measure(store_kind, scenario, options)
             base = per_turn[SIZES[0]]
             for size in SIZES:
+                # The 0.5 ms target is for the engine alone (echo agents); a chat backend's
+                # conversation is work its call needs, so it is held to flatness only.
+                absolute = store_kind == "sqlite" and scenario != "chat"
                 figure.add(
                     Line(
                         f"{store_kind:6} {scenario:10} {size:>6,} msgs",
@@ -182,9 +185,9 @@ async def _run(options: Options) -> Figure:
                         base,
                         "ms/turn",
                         f"same at {SIZES[0]} msgs",
-                        f"<= {FLATNESS}x; < {TARGET_MS} ms" if store_kind == "sqlite" else "",
+                        f"<= {FLATNESS}x" + (f"; < {TARGET_MS} ms" if absolute else ""),
                         per_turn[size] <= FLATNESS * base
-                        and (store_kind != "sqlite" or per_turn[size] < TARGET_MS),
+                        and (not absolute or per_turn[size] < TARGET_MS),
                     )
                 )
     figure.note(

@@ -49,8 +49,8 @@ async def _run(options: Options) -> Figure:
     figure = Figure(
         2, f"RunSession throughput, loopback gRPC, SQLite ({PARTICIPANTS + 2} events per run)"
     )
-    seconds = 3.0 if not options.quick else 1.0
-    rounds = options.scale(3, 1)
+    seconds = 2.0 if not options.quick else 1.0
+    rounds = options.scale(5, 1)
     names = participant_names(PARTICIPANTS)
     async with (
         servers.workdir() as workdir,
@@ -78,8 +78,9 @@ async def _run(options: Options) -> Figure:
             sample = await parley_once(0)
             sizes.append(sample.size / sample.items)
             for streams in STREAMS:
-                await pump(parley_once, streams, 0.3)  # warm-up
-                await pump(bare_once, streams, 0.3)
+                # Warm-up: a cold bare stream ran up to a third slower than a warm one.
+                await pump(parley_once, streams, 1.0)
+                await pump(bare_once, streams, 1.0)
                 ours: list[float] = []
                 theirs: list[float] = []
                 for _ in range(rounds):

@@ -423,11 +423,15 @@ def test_live_view_on_a_terminal(server: str, review: pb.Dialogue) -> None:
 
 def test_live_view_shows_a_spinner_while_participants_work() -> None:
     console = Console(file=io.StringIO(), force_terminal=True, width=100, record=True)
-    view = render.RunView(console, live=False)
+    view = render.RunView(
+        console,
+        live=False,
+        participants=[pb.Participant(persona=pb.Persona(name="Ada", role="Architect"))],
+    )
     view.show(
         pb.SessionEvent(turn=1, sequence=1, started=pb.SessionStarted(participants=["Ada", "Bo"]))
     )
     console.print(view._table())
     text = console.export_text()
-    assert "Ada" in text
+    assert "Ada (Architect)" in text  # the persona is known before Ada replies
     assert text.count("thinking…") == 2

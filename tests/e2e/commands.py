@@ -7,7 +7,7 @@ test chose (where the files the README mentions were written).
 
 from __future__ import annotations
 
-import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -21,6 +21,7 @@ from tests.e2e.harness import (
     ServerProcess,
     buf_binary,
     clean_environment,
+    readme_blocks,
     split_command,
 )
 
@@ -168,8 +169,6 @@ class Background:
 
 def write_readme_file(marker: str, language: str, directory: Path, name: str | None = None) -> Path:
     """The README's file block `<!-- e2e: MARKER -->`, written into `directory`."""
-    from tests.e2e.harness import readme_blocks
-
     (content,) = readme_blocks(README, marker, language)
     path = directory / (name or marker)
     path.write_text(content, encoding="utf-8")
@@ -177,7 +176,5 @@ def write_readme_file(marker: str, language: str, directory: Path, name: str | N
 
 
 def node_available() -> bool:
-    return all(
-        any((Path(d) / tool).exists() for d in os.environ.get("PATH", "").split(os.pathsep))
-        for tool in ("node", "npm")
-    )
+    """Whether `node` and `npm` are on PATH (the Node.js example's tests need both)."""
+    return all(shutil.which(tool) is not None for tool in ("node", "npm"))

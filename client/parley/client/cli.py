@@ -128,7 +128,13 @@ def _stream_run(
         for event in events:
             command.emit(event)
         return EXIT_OK
-    with render.RunView(command.out) as view:
+    view = render.RunView(command.out)
+    if view.live:
+        # The live table shows every persona (icon, role) from the start.
+        view = render.RunView(
+            command.out, participants=command.client.get_dialogue(dialogue).participants
+        )
+    with view:
         for event in events:
             view.show(event)
     if view.completed is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -183,12 +184,36 @@ class RunView:
     files, tests) only the events are printed, one after another.
     """
 
-    def __init__(self, console: Console, *, live: bool | None = None) -> None:
+    def __init__(
+        self,
+        console: Console,
+        *,
+        live: bool | None = None,
+        participants: Sequence[pb.Participant] = (),
+    ) -> None:
         self._console = console
         self._live_wanted = console.is_terminal if live is None else live
         self._live: Live | None = None
         self._rows: dict[str, _Row] = {}
+        # Personas known up front (icon, role), so rows look alike before a reply.
+        self._personas = {
+            p.persona.name: (
+                index,
+                pb.Speaker(
+                    kind=pb.SPEAKER_KIND_AGENT,
+                    name=p.persona.name,
+                    role=p.persona.role,
+                    icon=p.persona.visual_identity.icon,
+                ),
+            )
+            for index, p in enumerate(participants)
+        }
         self.completed: pb.SessionCompleted | None = None
+
+    @property
+    def live(self) -> bool:
+        """Whether a live table is shown (an interactive terminal)."""
+        return self._live_wanted
 
     def __enter__(self) -> RunView:
         if self._live_wanted:
@@ -215,10 +240,10 @@ class RunView:
         view: RenderableType
         if kind == "started":
             now = time.monotonic()
-            self._rows = {
-                name: _Row(name, position, now)
-                for position, name in enumerate(event.started.participants)
-            }
+            self._rows = {}
+            for position, name in enumerate(event.started.participants):
+                index, speaker = self._personas.get(name, (position, None))
+                self._rows[name] = _Row(name, index, now, speaker)
             view = started_view(event.turn, event.started)
         elif kind == "routing":
             chosen = describe_model(event.routing.execution_model)
