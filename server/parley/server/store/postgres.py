@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypeVar
 
 import asyncpg
 from parley.server.engine import errors
@@ -45,16 +45,11 @@ from parley.server.engine.model import (
     Dialogue,
     Message,
     MessageDraft,
-    MessageType,
-    Origin,
     Participant,
-    ReactionStrategy,
     RunEnd,
-    Speaker,
-    SpeakerKind,
     run_end_notice,
 )
-from parley.server.store import _errors, codec
+from parley.server.store import _errors, codec, records
 from parley.server.store.feed import (
     CancelMode,
     CancelRequested,
@@ -180,13 +175,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_MESSAGE_COLUMNS = """
-    seq, turn, speaker_kind, speaker_name, speaker_role, speaker_icon, content, type,
-    custom_type, origin, attachments, metadata, delivered_through, create_time
-"""
-
-_PARTICIPANT_COLUMNS = "name, persona, agent, agent_options, joining_strategy, cursor"
-
 # Matches a dialogue row ($1) whose lease token ($2) is current: the dialogue still holds
 # it, so it was neither released nor taken over. Expiry alone only makes a takeover
 # possible.
@@ -225,18 +213,6 @@ def _row_count(status: str) -> int:
 # --- values <-> columns ---------------------------------------------------------------
 
 
-def _dump(document: object) -> str:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-
-
-def _dump_optional(document: object | None) -> str | None:
-    return None if document is None else _dump(document)
-
-
-def _load_optional(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
 def _aware(moment: datetime) -> datetime:
     # The model's times are UTC; naive means UTC.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -244,101 +220,6 @@ def _aware(moment: datetime) -> datetime:
 
 def _storable(draft: MessageDraft) -> MessageDraft:
     return replace(draft, content=draft.content.replace("\x00", "\ufffd"))
-
-
-def _participant_args(
-    dialogue_id: str, position: int, participant: Participant
-) -> tuple[object, ...]:
-    return (
-        dialogue_id,
-        position,
-        participant.name,
-        _dump(codec.persona_to_json(participant.persona)),
-        participant.agent,
-        _dump(codec.string_map_to_json(participant.agent_options)),
-        _dump_optional(codec.joining_strategy_to_json(participant.joining_strategy)),
-        participant.cursor,
-    )
-
-
-def _participant_from_row(row: asyncpg.Record) -> Participant:
-    return Participant(
-        persona=codec.persona_from_json(json.loads(row["persona"])),
-        agent=row["agent"],
-        agent_options=codec.string_map_from_json(json.loads(row["agent_options"])),
-        joining_strategy=codec.joining_strategy_from_json(_load_optional(row["joining_strategy"])),
-        cursor=row["cursor"],
-    )
-
-
-def _dialogue_from_row(row: asyncpg.Record, participants: Sequence[Participant]) -> Dialogue:
-    context = _load_optional(row["context"])
-    return Dialogue(
-        id=row["id"],
-        display_name=row["display_name"],
-        participants=tuple(participants),
-        execution_model=codec.execution_model_from_json(json.loads(row["execution_model"])),
-        context=None if context is None else codec.context_from_json(context),
-        reaction_strategy=ReactionStrategy(row["reaction_strategy"]),
-        latest_turn=row["latest_turn"],
-        message_count=row["message_count"],
-        mention_cursor=row["mention_cursor"],
-        create_time=row["create_time"],
-        update_time=row["update_time"],
-    )
-
-
-def _dialogue_settings(dialogue: Dialogue) -> tuple[object, ...]:
-    """The columns `update_dialogue` replaces, in the order the statements use them."""
-    context = None if dialogue.context is None else codec.context_to_json(dialogue.context)
-    return (
-        dialogue.display_name,
-        _dump(codec.execution_model_to_json(dialogue.execution_model)),
-        _dump_optional(context),
-        dialogue.reaction_strategy.value,
-    )
-
-
-def _message_args(dialogue_id: str, message: Message) -> tuple[object, ...]:
-    speaker = message.speaker
-    return (
-        dialogue_id,
-        message.seq,
-        message.turn,
-        speaker.kind.value,
-        speaker.name,
-        speaker.role,
-        speaker.icon,
-        message.content,
-        message.type.value,
-        message.custom_type,
-        message.origin.value,
-        _dump(codec.attachments_to_json(message.attachments)),
-        _dump(codec.string_map_to_json(message.metadata)),
-        message.delivered_through,
-        message.create_time,
-    )
-
-
-def _message_from_row(row: asyncpg.Record) -> Message:
-    return Message(
-        seq=row["seq"],
-        turn=row["turn"],
-        speaker=Speaker(
-            kind=SpeakerKind(row["speaker_kind"]),
-            name=row["speaker_name"],
-            role=row["speaker_role"],
-            icon=row["speaker_icon"],
-        ),
-        content=row["content"],
-        origin=Origin(row["origin"]),
-        create_time=row["create_time"],
-        type=MessageType(row["type"]),
-        custom_type=row["custom_type"],
-        attachments=codec.attachments_from_json(json.loads(row["attachments"])),
-        metadata=codec.string_map_from_json(json.loads(row["metadata"])),
-        delivered_through=row["delivered_through"],
-    )
 
 
 def select_messages_sql(
@@ -369,7 +250,7 @@ def select_messages_sql(
     # LIMIT NULL: no limit.
     count = bind(None if limit is None else max(limit, 0))
     sql = (
-        f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+        f"SELECT {records.MESSAGE_COLUMNS} FROM messages"
         f" WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT {count}"
     )
     return sql, params
@@ -478,10 +359,12 @@ def feed_payload(item: FeedItem, origin: str) -> str | None:
     """
     match item:
         case LogGrew(dialogue_id=dialogue_id, head=head):
-            return _dump({"origin": origin, "log_grew": {"dialogue_id": dialogue_id, "head": head}})
+            return records.dump(
+                {"origin": origin, "log_grew": {"dialogue_id": dialogue_id, "head": head}}
+            )
         case CancelRequested(dialogue_id=dialogue_id, turn=turn, mode=mode):
             body = {"dialogue_id": dialogue_id, "turn": turn, "mode": mode.value}
-            return _dump({"origin": origin, "cancel_requested": body})
+            return records.dump({"origin": origin, "cancel_requested": body})
         case RunEvent(event=envelope):
             payload = _run_event_payload(envelope, origin)
             if len(payload.encode()) <= MAX_PAYLOAD_BYTES:
@@ -504,7 +387,7 @@ def feed_payload(item: FeedItem, origin: str) -> str | None:
 
 
 def _run_event_payload(envelope: SessionEvent, origin: str) -> str:
-    return _dump({"origin": origin, "run_event": codec.session_event_to_json(envelope)})
+    return records.dump({"origin": origin, "run_event": codec.session_event_to_json(envelope)})
 
 
 def feed_item(payload: str, origin: str) -> FeedItem | None:
@@ -787,11 +670,13 @@ class PostgresStore:
         if row is None:
             raise errors.dialogue_not_found(dialogue_id)
         participants = await conn.fetch(
-            f"SELECT {_PARTICIPANT_COLUMNS} FROM participants"
+            f"SELECT {records.PARTICIPANT_COLUMNS} FROM participants"
             " WHERE dialogue_id = $1 ORDER BY position",
             dialogue_id,
         )
-        return _dialogue_from_row(row, [_participant_from_row(p) for p in participants])
+        return records.dialogue_from_row(
+            row, [records.participant_from_row(p) for p in participants], _aware
+        )
 
     async def get_dialogue(self, dialogue_id: str) -> Dialogue:
         return await self._read(lambda conn: self._load(conn, dialogue_id))
@@ -805,12 +690,12 @@ class PostgresStore:
             )
             participants: dict[str, list[Participant]] = {row["id"]: [] for row in rows}
             for row in await conn.fetch(
-                f"SELECT dialogue_id, {_PARTICIPANT_COLUMNS} FROM participants"
+                f"SELECT dialogue_id, {records.PARTICIPANT_COLUMNS} FROM participants"
                 " WHERE dialogue_id = any($1::text[]) ORDER BY dialogue_id, position",
                 list(participants),
             ):
-                participants[row["dialogue_id"]].append(_participant_from_row(row))
-            return [_dialogue_from_row(row, participants[row["id"]]) for row in rows]
+                participants[row["dialogue_id"]].append(records.participant_from_row(row))
+            return [records.dialogue_from_row(row, participants[row["id"]], _aware) for row in rows]
 
         return await self._read(page)
 
@@ -831,7 +716,7 @@ class PostgresStore:
                 ON CONFLICT (id) DO NOTHING
                 RETURNING true
                 """,
-                *_dialogue_settings(dialogue),
+                *records.dialogue_settings(dialogue),
                 dialogue.id,
                 dialogue.latest_turn,
                 len(dialogue.participants),
@@ -841,10 +726,10 @@ class PostgresStore:
             if created is None:
                 raise _errors.dialogue_exists(dialogue.id)
             await conn.executemany(
-                f"INSERT INTO participants (dialogue_id, position, {_PARTICIPANT_COLUMNS})"
+                f"INSERT INTO participants (dialogue_id, position, {records.PARTICIPANT_COLUMNS})"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 [
-                    _participant_args(dialogue.id, position, participant)
+                    records.participant_values(dialogue.id, position, participant)
                     for position, participant in enumerate(dialogue.participants)
                 ],
             )
@@ -861,7 +746,7 @@ class PostgresStore:
                     reaction_strategy = $4, update_time = clock_timestamp()
                 WHERE id = $5
                 """,
-                *_dialogue_settings(dialogue),
+                *records.dialogue_settings(dialogue),
                 dialogue.id,
             )
             if _row_count(status) == 0:
@@ -911,10 +796,10 @@ class PostgresStore:
             if position is None:
                 raise errors.dialogue_not_found(dialogue_id)
             added = await conn.fetchval(
-                f"INSERT INTO participants (dialogue_id, position, {_PARTICIPANT_COLUMNS})"
+                f"INSERT INTO participants (dialogue_id, position, {records.PARTICIPANT_COLUMNS})"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                 " ON CONFLICT (dialogue_id, name) DO NOTHING RETURNING true",
-                *_participant_args(dialogue_id, position, participant),
+                *records.participant_values(dialogue_id, position, participant),
             )
             if added is None:
                 raise _errors.participant_exists(participant.name)
@@ -1078,13 +963,13 @@ class PostgresStore:
                 )
                 if stored is not None:
                     rows = await conn.fetch(
-                        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE dialogue_id = $1"
+                        f"SELECT {records.MESSAGE_COLUMNS} FROM messages WHERE dialogue_id = $1"
                         " AND seq BETWEEN $2 AND $3 ORDER BY seq",
                         dialogue_id,
                         stored["first_seq"],
                         stored["last_seq"],
                     )
-                    return [_message_from_row(row) for row in rows]
+                    return [records.message_from_row(row, _aware) for row in rows]
             row = await conn.fetchrow(
                 "SELECT message_count, clock_timestamp() AS now"
                 f" FROM dialogues WHERE {_LEASE_HELD} FOR UPDATE",
@@ -1147,9 +1032,9 @@ class PostgresStore:
             for seq, draft in enumerate(drafts, start=message_count + 1)
         ]
         await conn.executemany(
-            f"INSERT INTO messages (dialogue_id, {_MESSAGE_COLUMNS}) VALUES"
+            f"INSERT INTO messages (dialogue_id, {records.MESSAGE_COLUMNS}) VALUES"
             " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            [_message_args(dialogue_id, message) for message in messages],
+            [records.message_values(dialogue_id, message, _aware) for message in messages],
         )
         head = messages[-1].seq
         await conn.execute(
@@ -1195,6 +1080,6 @@ class PostgresStore:
                 "SELECT true FROM dialogues WHERE id = $1", dialogue_id
             ):
                 raise errors.dialogue_not_found(dialogue_id)
-            return [_message_from_row(row) for row in rows]
+            return [records.message_from_row(row, _aware) for row in rows]
 
         return await self._attempt(read, repeatable=True, isolation=None)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,24 +23,19 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from parley.server.engine import errors
 from parley.server.engine.model import (
     Dialogue,
     Message,
     MessageDraft,
-    MessageType,
-    Origin,
     Participant,
-    ReactionStrategy,
     RunEnd,
-    Speaker,
-    SpeakerKind,
     run_end_notice,
     utcnow,
 )
-from parley.server.store import _errors, codec
+from parley.server.store import _errors, records
 from parley.server.store.feed import CancelMode, LocalFeed, LogGrew
 from parley.server.store.protocol import RunLease
 
@@ -126,13 +120,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 _BUSY_TIMEOUT_MS = 5_000
 
-_MESSAGE_COLUMNS = """
-    seq, turn, speaker_kind, speaker_name, speaker_role, speaker_icon, content, type,
-    custom_type, origin, attachments, metadata, delivered_through, create_time
-"""
-
-_PARTICIPANT_COLUMNS = "name, persona, agent, agent_options, joining_strategy, cursor"
-
 # Matches a dialogue row whose lease `token` is current: the dialogue still holds it, so
 # it was neither released nor taken over. Expiry alone only makes a takeover possible.
 _LEASE_HELD = "id = ? AND lease_token = ? AND lease_owner IS NOT NULL"
@@ -152,113 +139,6 @@ def _to_micros(moment: datetime) -> int:
 
 def _from_micros(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
-
-
-def _dump(document: object) -> str:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-
-
-def _dump_optional(document: object | None) -> str | None:
-    return None if document is None else _dump(document)
-
-
-def _load_optional(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _participant_row(
-    dialogue_id: str, position: int, participant: Participant
-) -> tuple[object, ...]:
-    return (
-        dialogue_id,
-        position,
-        participant.name,
-        _dump(codec.persona_to_json(participant.persona)),
-        participant.agent,
-        _dump(codec.string_map_to_json(participant.agent_options)),
-        _dump_optional(codec.joining_strategy_to_json(participant.joining_strategy)),
-        participant.cursor,
-    )
-
-
-def _participant_from_row(row: sqlite3.Row) -> Participant:
-    return Participant(
-        persona=codec.persona_from_json(json.loads(row["persona"])),
-        agent=row["agent"],
-        agent_options=codec.string_map_from_json(json.loads(row["agent_options"])),
-        joining_strategy=codec.joining_strategy_from_json(_load_optional(row["joining_strategy"])),
-        cursor=row["cursor"],
-    )
-
-
-def _dialogue_from_row(row: sqlite3.Row, participants: Sequence[Participant]) -> Dialogue:
-    context = _load_optional(row["context"])
-    return Dialogue(
-        id=row["id"],
-        display_name=row["display_name"],
-        participants=tuple(participants),
-        execution_model=codec.execution_model_from_json(json.loads(row["execution_model"])),
-        context=None if context is None else codec.context_from_json(context),
-        reaction_strategy=ReactionStrategy(row["reaction_strategy"]),
-        latest_turn=row["latest_turn"],
-        message_count=row["message_count"],
-        mention_cursor=row["mention_cursor"],
-        create_time=_from_micros(row["create_time"]),
-        update_time=_from_micros(row["update_time"]),
-    )
-
-
-def _dialogue_settings(dialogue: Dialogue) -> tuple[object, ...]:
-    """The columns `update_dialogue` replaces, in the order the statements use them."""
-    context = None if dialogue.context is None else codec.context_to_json(dialogue.context)
-    return (
-        dialogue.display_name,
-        _dump(codec.execution_model_to_json(dialogue.execution_model)),
-        _dump_optional(context),
-        dialogue.reaction_strategy.value,
-    )
-
-
-def _message_row(dialogue_id: str, message: Message) -> tuple[object, ...]:
-    speaker = message.speaker
-    return (
-        dialogue_id,
-        message.seq,
-        message.turn,
-        speaker.kind.value,
-        speaker.name,
-        speaker.role,
-        speaker.icon,
-        message.content,
-        message.type.value,
-        message.custom_type,
-        message.origin.value,
-        _dump(codec.attachments_to_json(message.attachments)),
-        _dump(codec.string_map_to_json(message.metadata)),
-        message.delivered_through,
-        _to_micros(message.create_time),
-    )
-
-
-def _message_from_row(row: sqlite3.Row) -> Message:
-    return Message(
-        seq=row["seq"],
-        turn=row["turn"],
-        speaker=Speaker(
-            kind=SpeakerKind(row["speaker_kind"]),
-            name=row["speaker_name"],
-            role=row["speaker_role"],
-            icon=row["speaker_icon"],
-        ),
-        content=row["content"],
-        origin=Origin(row["origin"]),
-        create_time=_from_micros(row["create_time"]),
-        type=MessageType(row["type"]),
-        custom_type=row["custom_type"],
-        attachments=codec.attachments_from_json(json.loads(row["attachments"])),
-        metadata=codec.string_map_from_json(json.loads(row["metadata"])),
-        delivered_through=row["delivered_through"],
-    )
 
 
 def select_messages_sql(
@@ -296,7 +176,7 @@ def select_messages_sql(
     source = "messages INDEXED BY messages_by_turn" if by_turn else "messages"
     params.append(-1 if limit is None else max(limit, 0))  # LIMIT -1: no limit
     sql = (
-        f"SELECT {_MESSAGE_COLUMNS} FROM {source}"
+        f"SELECT {records.MESSAGE_COLUMNS} FROM {source}"
         f" WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?"
     )
     return sql, params
@@ -391,17 +271,17 @@ class _Database:
 
     def _participants(self, dialogue_id: str) -> list[Participant]:
         rows = self._conn.execute(
-            f"SELECT {_PARTICIPANT_COLUMNS} FROM participants"
+            f"SELECT {records.PARTICIPANT_COLUMNS} FROM participants"
             " WHERE dialogue_id = ? ORDER BY position",
             (dialogue_id,),
         )
-        return [_participant_from_row(row) for row in rows]
+        return [records.participant_from_row(row) for row in rows]
 
     def _load(self, dialogue_id: str) -> Dialogue:
         row = self._conn.execute("SELECT * FROM dialogues WHERE id = ?", (dialogue_id,)).fetchone()
         if row is None:
             raise errors.dialogue_not_found(dialogue_id)
-        return _dialogue_from_row(row, self._participants(dialogue_id))
+        return records.dialogue_from_row(row, self._participants(dialogue_id), _from_micros)
 
     def _require(self, dialogue_id: str) -> None:
         if self._conn.execute("SELECT 1 FROM dialogues WHERE id = ?", (dialogue_id,)).fetchone():
@@ -421,12 +301,14 @@ class _Database:
             ).fetchall()
             participants: dict[str, list[Participant]] = {row["id"]: [] for row in rows}
             for row in self._conn.execute(
-                f"SELECT dialogue_id, {_PARTICIPANT_COLUMNS} FROM participants"
+                f"SELECT dialogue_id, {records.PARTICIPANT_COLUMNS} FROM participants"
                 f" WHERE dialogue_id IN ({page}) ORDER BY dialogue_id, position",
                 params,
             ):
-                participants[row["dialogue_id"]].append(_participant_from_row(row))
-        return [_dialogue_from_row(row, participants[row["id"]]) for row in rows]
+                participants[row["dialogue_id"]].append(records.participant_from_row(row))
+        return [
+            records.dialogue_from_row(row, participants[row["id"]], _from_micros) for row in rows
+        ]
 
     # --- writing dialogues ------------------------------------------------------------
 
@@ -444,7 +326,7 @@ class _Database:
                 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 (
-                    *_dialogue_settings(dialogue),
+                    *records.dialogue_settings(dialogue),
                     dialogue.id,
                     dialogue.latest_turn,
                     len(dialogue.participants),
@@ -453,10 +335,10 @@ class _Database:
                 ),
             )
             conn.executemany(
-                f"INSERT INTO participants (dialogue_id, position, {_PARTICIPANT_COLUMNS})"
+                f"INSERT INTO participants (dialogue_id, position, {records.PARTICIPANT_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    _participant_row(dialogue.id, position, participant)
+                    records.participant_values(dialogue.id, position, participant)
                     for position, participant in enumerate(dialogue.participants)
                 ),
             )
@@ -471,7 +353,7 @@ class _Database:
                     update_time = ?
                 WHERE id = ?
                 """,
-                (*_dialogue_settings(dialogue), _to_micros(utcnow()), dialogue.id),
+                (*records.dialogue_settings(dialogue), _to_micros(utcnow()), dialogue.id),
             )
             if updated.rowcount == 0:
                 raise errors.dialogue_not_found(dialogue.id)
@@ -505,9 +387,9 @@ class _Database:
             ).fetchone():
                 raise _errors.participant_exists(participant.name)
             conn.execute(
-                f"INSERT INTO participants (dialogue_id, position, {_PARTICIPANT_COLUMNS})"
+                f"INSERT INTO participants (dialogue_id, position, {records.PARTICIPANT_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                _participant_row(dialogue_id, row["next_position"], participant),
+                records.participant_values(dialogue_id, row["next_position"], participant),
             )
             conn.execute(
                 "UPDATE dialogues SET next_position = next_position + 1, update_time = ?"
@@ -646,9 +528,9 @@ class _Database:
             for seq, draft in enumerate(drafts, start=message_count + 1)
         ]
         self._conn.executemany(
-            f"INSERT INTO messages (dialogue_id, {_MESSAGE_COLUMNS})"
+            f"INSERT INTO messages (dialogue_id, {records.MESSAGE_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (_message_row(dialogue_id, message) for message in messages),
+            (records.message_values(dialogue_id, message, _to_micros) for message in messages),
         )
         self._conn.execute(
             "UPDATE dialogues SET message_count = ?, latest_turn = ?, update_time = ? WHERE id = ?",
@@ -681,7 +563,10 @@ class _Database:
         )
         with _transaction(self._conn):
             self._require(dialogue_id)
-            return [_message_from_row(row) for row in self._conn.execute(sql, params)]
+            return [
+                records.message_from_row(row, _from_micros)
+                for row in self._conn.execute(sql, params)
+            ]
 
 
 # --- the async store ------------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""The relational records the SQL stores share: columns and model <-> row values.
+
+SQLite and PostgreSQL keep the same tables; only how a time is stored differs (epoch
+microseconds in SQLite, `timestamptz` in PostgreSQL), so the time conversion is passed
+in. Documents (personas, models, contexts, attachments) are codec JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from parley.server.engine.model import (
+    Dialogue,
+    Message,
+    MessageType,
+    Origin,
+    Participant,
+    ReactionStrategy,
+    Speaker,
+    SpeakerKind,
+)
+from parley.server.store import codec
+
+MESSAGE_COLUMNS = """
+    seq, turn, speaker_kind, speaker_name, speaker_role, speaker_icon, content, type,
+    custom_type, origin, attachments, metadata, delivered_through, create_time
+"""
+
+PARTICIPANT_COLUMNS = "name, persona, agent, agent_options, joining_strategy, cursor"
+
+ToDatabaseTime = Callable[[datetime], object]
+FromDatabaseTime = Callable[[Any], datetime]
+
+
+class Row(Protocol):
+    """What sqlite3.Row and asyncpg.Record both offer."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+def dump(document: object) -> str:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def dump_optional(document: object | None) -> str | None:
+    return None if document is None else dump(document)
+
+
+def load_optional(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def participant_values(
+    dialogue_id: str, position: int, participant: Participant
+) -> tuple[object, ...]:
+    """Values for `dialogue_id, position, {PARTICIPANT_COLUMNS}`."""
+    return (
+        dialogue_id,
+        position,
+        participant.name,
+        dump(codec.persona_to_json(participant.persona)),
+        participant.agent,
+        dump(codec.string_map_to_json(participant.agent_options)),
+        dump_optional(codec.joining_strategy_to_json(participant.joining_strategy)),
+        participant.cursor,
+    )
+
+
+def participant_from_row(row: Row) -> Participant:
+    return Participant(
+        persona=codec.persona_from_json(json.loads(row["persona"])),
+        agent=row["agent"],
+        agent_options=codec.string_map_from_json(json.loads(row["agent_options"])),
+        joining_strategy=codec.joining_strategy_from_json(load_optional(row["joining_strategy"])),
+        cursor=row["cursor"],
+    )
+
+
+def dialogue_settings(dialogue: Dialogue) -> tuple[object, ...]:
+    """display_name, execution_model, context, reaction_strategy: what updates replace."""
+    context = None if dialogue.context is None else codec.context_to_json(dialogue.context)
+    return (
+        dialogue.display_name,
+        dump(codec.execution_model_to_json(dialogue.execution_model)),
+        dump_optional(context),
+        dialogue.reaction_strategy.value,
+    )
+
+
+def dialogue_from_row(
+    row: Row, participants: Sequence[Participant], from_time: FromDatabaseTime
+) -> Dialogue:
+    context = load_optional(row["context"])
+    return Dialogue(
+        id=row["id"],
+        display_name=row["display_name"],
+        participants=tuple(participants),
+        execution_model=codec.execution_model_from_json(json.loads(row["execution_model"])),
+        context=None if context is None else codec.context_from_json(context),
+        reaction_strategy=ReactionStrategy(row["reaction_strategy"]),
+        latest_turn=row["latest_turn"],
+        message_count=row["message_count"],
+        mention_cursor=row["mention_cursor"],
+        create_time=from_time(row["create_time"]),
+        update_time=from_time(row["update_time"]),
+    )
+
+
+def message_values(
+    dialogue_id: str, message: Message, to_time: ToDatabaseTime
+) -> tuple[object, ...]:
+    """Values for `dialogue_id, {MESSAGE_COLUMNS}`."""
+    speaker = message.speaker
+    return (
+        dialogue_id,
+        message.seq,
+        message.turn,
+        speaker.kind.value,
+        speaker.name,
+        speaker.role,
+        speaker.icon,
+        message.content,
+        message.type.value,
+        message.custom_type,
+        message.origin.value,
+        dump(codec.attachments_to_json(message.attachments)),
+        dump(codec.string_map_to_json(message.metadata)),
+        message.delivered_through,
+        to_time(message.create_time),
+    )
+
+
+def message_from_row(row: Row, from_time: FromDatabaseTime) -> Message:
+    return Message(
+        seq=row["seq"],
+        turn=row["turn"],
+        speaker=Speaker(
+            kind=SpeakerKind(row["speaker_kind"]),
+            name=row["speaker_name"],
+            role=row["speaker_role"],
+            icon=row["speaker_icon"],
+        ),
+        content=row["content"],
+        origin=Origin(row["origin"]),
+        create_time=from_time(row["create_time"]),
+        type=MessageType(row["type"]),
+        custom_type=row["custom_type"],
+        attachments=codec.attachments_from_json(json.loads(row["attachments"])),
+        metadata=codec.string_map_from_json(json.loads(row["metadata"])),
+        delivered_through=row["delivered_through"],
+    )
