@@ -7,18 +7,20 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from .harness import Dialogues, ServerThread, Stub
+from tests.servers import BackgroundServer, sqlite_server
+
+from .harness import Dialogues, Stub
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    thread = ServerThread(tmp_path_factory.mktemp("conformance") / "parley.db").start()
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServer]:
+    thread = sqlite_server(tmp_path_factory.mktemp("conformance") / "parley.db")
     yield thread
     thread.stop()
 
 
 @pytest.fixture(scope="session")
-def stub(server: ServerThread) -> Iterator[Stub]:
+def stub(server: BackgroundServer) -> Iterator[Stub]:
     with grpc.insecure_channel(server.address) as channel:
         yield Stub(channel)
 

@@ -12,24 +12,15 @@ participant sees for an echo reply.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from parley.server.agents.registry import AgentRegistry
-from parley.server.api.server import ParleyServer
-from parley.server.config import Settings
-from parley.server.engine.engine import Engine
-from parley.server.engine.validation import Limits
-from parley.server.store import SQLiteStore
 from parley.v1 import dialogue_pb2 as pb
 from parley.v1 import dialogue_pb2_grpc
 
@@ -43,63 +34,6 @@ ERROR_DOMAIN = "parley.dev"
 
 
 # --- the server ----------------------------------------------------------------------
-
-
-class ServerThread:
-    """`ParleyServer` on 127.0.0.1:0 with an SQLite file store, on its own event loop."""
-
-    def __init__(self, db_path: Path, limits: Limits | None = None) -> None:
-        self._db_path = db_path
-        self._limits = limits or Limits()
-        self.port = 0
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._main, name="parley-conformance", daemon=True)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> ServerThread:
-        self._thread.start()
-        if not self._ready.wait(RPC_TIMEOUT_S):
-            raise TimeoutError("the conformance server did not start")
-        if self._error is not None:
-            raise RuntimeError("the conformance server failed to start") from self._error
-        return self
-
-    def stop(self) -> None:
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stop.set)
-        self._thread.join(RPC_TIMEOUT_S)
-        if self._thread.is_alive():
-            raise TimeoutError("the conformance server did not stop")
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as error:  # reported to the thread that called start()
-            self._error = error
-        finally:
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        store = SQLiteStore(str(self._db_path))
-        await store.open()
-        try:
-            engine = Engine(store, AgentRegistry.with_builtin(), self._limits)
-            server = ParleyServer(engine, Settings(address="127.0.0.1:0", limits=self._limits))
-            self.port = await server.start()
-            self._ready.set()
-            await self._stop.wait()
-            await server.stop(0)
-        finally:
-            await store.close()
 
 
 # --- building requests ---------------------------------------------------------------

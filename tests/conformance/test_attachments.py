@@ -11,9 +11,10 @@ import pytest
 from parley.server.engine.validation import Limits
 from parley.v1 import dialogue_pb2 as pb
 
+from tests.servers import sqlite_server
+
 from .harness import (
     Dialogues,
-    ServerThread,
     Stub,
     data_attachment,
     echo,
@@ -31,7 +32,7 @@ RUN_LIMIT = 1024
 def small_dialogues(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dialogues]:
     """A second server whose runs may carry at most RUN_LIMIT attachment bytes."""
     db: Path = tmp_path_factory.mktemp("conformance-limits") / "parley.db"
-    server = ServerThread(db, Limits(max_run_attachment_bytes=RUN_LIMIT)).start()
+    server = sqlite_server(db, Limits(max_run_attachment_bytes=RUN_LIMIT))
     try:
         with grpc.insecure_channel(server.address) as channel:
             yield Dialogues(Stub(channel))

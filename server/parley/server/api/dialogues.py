@@ -31,6 +31,7 @@ Proto = TypeVar("Proto", bound=ProtoMessage)
 
 DEFAULT_DIALOGUE_PAGE = 50
 DEFAULT_MESSAGE_PAGE = 100
+DEADLINE_GRACE_S = 0.5
 # Pages stop short of this many bytes (always holding at least one item): gRPC clients
 # refuse larger messages unless told otherwise (AIP-158 lets a page be shorter).
 MAX_PAGE_BYTES = 4 * 1024 * 1024
@@ -172,7 +173,10 @@ class DialogueService(dialogue_pb2_grpc.DialogueServiceServicer):
         # The client's deadline bounds the run (grpc cancels the handler at that moment;
         # knowing it lets each agent call be given only the time that is left).
         remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
+        # A little past the client's deadline: at the deadline grpc itself cancels the
+        # run (the client sees DEADLINE_EXCEEDED); agent timeouts racing it to the same
+        # instant would sometimes end the stream OK instead.
+        deadline = None if remaining is None else time.monotonic() + remaining + DEADLINE_GRACE_S
         return await self._engine.open_run(
             dialogue_id, run_input, deadline=deadline, queue_timeout=queue_timeout
         )
