@@ -43,7 +43,6 @@ from parley.server.engine.events import (
 from parley.server.engine.mentions import find_mentions
 from parley.server.engine.model import (
     Broadcast,
-    BroadcastOrder,
     Dialogue,
     ExecutionModel,
     Mentioned,
@@ -54,7 +53,6 @@ from parley.server.engine.model import (
     Participant,
     Persona,
     RunEnd,
-    Sequential,
     Speaker,
     SpeakerKind,
     run_end_notice,
@@ -68,6 +66,7 @@ from parley.server.engine.moderation import (
     render_moderator_prompt,
 )
 from parley.server.engine.observer import NULL_CALL_TRACE, CallTrace, NullObserver, RunObserver
+from parley.server.engine.planning import RunPlan, plan_for
 from parley.server.engine.prompts import render_prompt, render_system
 from parley.server.store.feed import CancelMode, LogGrew, RunEvent
 from parley.server.store.protocol import RunLease, Store
@@ -77,50 +76,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_LEASE_TTL_S: Final = 30.0
 # participant_index of the moderator's TurnFailed: it is not a participant.
 MODERATOR_INDEX: Final = -1
-
-
-@dataclass(frozen=True, slots=True)
-class RunPlan:
-    """Who is called in a run, in which order, and how replies are emitted.
-
-    `emission` None means completion order; otherwise it is the order of participant
-    indexes in which turns are emitted (a finished reply waits, already stored).
-    """
-
-    execution_model: ExecutionModel
-    called: tuple[Participant, ...]
-    sequential: bool
-    emission: tuple[int, ...] | None
-
-
-def ordered(participants: Sequence[Participant], names: Sequence[str]) -> list[Participant]:
-    """Named participants first in the given order, then the rest in added order."""
-    by_name = {p.name: p for p in participants}
-    # A name may outlive its participant in a model stored before a removal.
-    first = [by_name[name] for name in names if name in by_name]
-    return first + [p for p in participants if p.name not in names]
-
-
-def plan_for(
-    dialogue: Dialogue, model: ExecutionModel, mentioned: set[str] | None = None
-) -> RunPlan:
-    """The plan for a resolved model (not Moderated); `mentioned` serves Mentioned."""
-    participants = dialogue.participants
-    match model:
-        case Mentioned():
-            called = tuple(p for p in participants if p.name in (mentioned or set()))
-            # With no mention everyone is called: the broadcast fallback.
-            return RunPlan(model, called or participants, False, None)
-        case Sequential(order=order):
-            return RunPlan(model, tuple(ordered(participants, order)), True, None)
-        case Broadcast(order=BroadcastOrder.COMPLETION):
-            return RunPlan(model, participants, False, None)
-        case Broadcast(order=BroadcastOrder.PARTICIPANT_ORDER):
-            return RunPlan(model, participants, False, tuple(range(len(participants))))
-        case Broadcast(order=BroadcastOrder.EXPLICIT, explicit_order=names):
-            emission = tuple(dialogue.index_of(p.name) for p in ordered(participants, names))
-            return RunPlan(model, participants, False, emission)
-    raise ValueError(f"{type(model).__name__} must be resolved before planning")
 
 
 @dataclass(frozen=True, slots=True)
