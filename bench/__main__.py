@@ -68,7 +68,7 @@ def render_markdown(figure: Figure) -> str:
         "|---|---:|---|---:|---|---|",
     ]
     text.extend(
-        f"| {line.label.strip()} | {number(line.parley)} {line.unit} | "
+        f"| {' '.join(line.label.split())} | {number(line.parley)} {line.unit} | "
         f"{number(line.reference)} ({line.reference_label}) | {line.ratio:.2f}x | "
         f"{line.target} | {verdict(line)} |"
         for line in figure.lines

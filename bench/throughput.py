@@ -4,7 +4,8 @@ Parley runs as shipped (`python -m parley.server`, durable SQLite log) in a proc
 its own; each RunSession is a run of 16 echo participants answering at once, so a stream
 carries 18 events. The bare service (`bench.bare`, its own process too) streams the same
 SessionEvent messages and does nothing per item. One client process drives both the
-same way: streams back to back for a fixed time, on one stream and 100 at once.
+same way: streams back to back for 2 s, on one stream and on 100 at once, five times
+each side, alternating.
 
 Broadcast, the default execution model, stores the replies that complete together in
 one transaction. Sequential is the worst case and is reported without a target: each
