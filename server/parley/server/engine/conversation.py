@@ -9,9 +9,11 @@ alone is enough, so conversations survive restarts and move between replicas.
 from __future__ import annotations
 
 import bisect
+import collections
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from parley.server.engine.delivery import in_joining_window, is_own
 from parley.server.engine.model import JoiningStrategy, Message
@@ -63,6 +65,112 @@ def private_conversation(
         conversation.append(ChatMessage(ChatRole.ASSISTANT, reply.content))
         first = False
     return conversation
+
+
+class Conversation:
+    """A participant's private conversation, extended as its log grows.
+
+    Fed the log in seq order, a few messages at a time, it keeps only what the next
+    exchange needs: the other speakers' messages since the participant's last delivery.
+    Kept between calls (see `ConversationCache`), a call then costs what is new in the
+    log instead of the whole log. It builds what `private_conversation` builds; when the
+    log is not what the engine writes (a delivery record that goes backwards, or past
+    its own reply), it turns `stale` and the caller rebuilds from the whole log.
+    """
+
+    def __init__(self, name: str, joining: JoiningStrategy | None) -> None:
+        self.name = name
+        self.joining = joining
+        self.messages: list[ChatMessage] = []
+        # The seq of the last message taken in.
+        self.through = 0
+        self.stale = False
+        self.size = 0  # characters held, for the cache's budget
+        self._delivered_after = 0
+        self._first = True
+        # Other speakers' messages after the last delivery (every one of them before a
+        # joiner's first reply: its joining window is chosen then), oldest first.
+        self._others: list[Message] = []
+
+    def extend(self, log: Iterable[Message]) -> None:
+        for message in log:
+            if self.stale:
+                return
+            if message.seq <= self.through:
+                self.stale = True
+                return
+            if is_own(message, self.name):
+                self._reply(message)
+            else:
+                self._others.append(message)
+                self.size += len(message.content)
+            self.through = message.seq
+
+    def _reply(self, reply: Message) -> None:
+        through = reply.delivered_through
+        if through is not None:
+            if through < self._delivered_after or through >= reply.seq:
+                self.stale = True
+                return
+            if self._first and self.joining is not None:
+                window = [
+                    m
+                    for m in self._others
+                    if m.seq <= through and in_joining_window(self.joining, m, reply.turn)
+                ]
+            else:
+                window = [m for m in self._others if m.seq <= through]
+            if window:
+                self._add(ChatRole.USER, render_messages(window))
+            kept = [m for m in self._others if m.seq > through]
+            self.size -= sum(len(m.content) for m in self._others) - sum(
+                len(m.content) for m in kept
+            )
+            self._others = kept
+            self._delivered_after = through
+        self._add(ChatRole.ASSISTANT, reply.content)
+        self._first = False
+
+    def _add(self, role: ChatRole, content: str) -> None:
+        self.messages.append(ChatMessage(role, content))
+        self.size += len(content)
+
+
+ConversationKey = tuple[str, datetime, str, JoiningStrategy | None]
+
+
+class ConversationCache:
+    """Recently used conversations, bounded by the characters they hold.
+
+    Keyed by dialogue id and creation time (a dialogue deleted and created again under
+    the same id starts afresh), participant name and joining strategy. A conversation
+    is taken out while a call extends it and put back after, so two calls never share
+    one. Idle dialogues cost nothing beyond the budget: the least recently used
+    conversations go first.
+    """
+
+    def __init__(self, max_chars: int = 32 * 1024 * 1024) -> None:
+        self._max_chars = max_chars
+        self._chars = 0
+        self._entries: collections.OrderedDict[ConversationKey, Conversation] = (
+            collections.OrderedDict()
+        )
+
+    def take(self, key: ConversationKey) -> Conversation | None:
+        conversation = self._entries.pop(key, None)
+        if conversation is not None:
+            self._chars -= conversation.size
+        return conversation
+
+    def put(self, key: ConversationKey, conversation: Conversation) -> None:
+        self.take(key)
+        if conversation.size > self._max_chars:
+            return
+        self._entries[key] = conversation
+        self._chars += conversation.size
+        while self._chars > self._max_chars:
+            _, evicted = self._entries.popitem(last=False)
+            self._chars -= evicted.size
 
 
 def chat_messages(

@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from parley.server.agents.registry import AgentRegistry
+from parley.server.engine.conversation import ConversationCache
 from parley.server.engine.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -131,6 +132,8 @@ class Engine:
         self.lease_ttl = lease_ttl
         # Runs of this process, by dialogue: where CancelRun requests land.
         self._running: dict[str, Session] = {}
+        # Chat backends' conversations, extended call after call instead of rebuilt.
+        self._conversations = ConversationCache()
         self._control: asyncio.Task[None] | None = None
 
     # --- dialogues -------------------------------------------------------------------
@@ -291,9 +294,13 @@ class Engine:
         )
         out = Violations()
         check_run_input(run_input.messages, run_input.text, run_input.attachments, self.limits, out)
-        dialogue = await self.store.get_dialogue(dialogue_id)
-        self._check_override(dialogue, run_input.broadcast_override, out)
-        out.raise_if_any()
+        if out.items or run_input.broadcast_override is not None:
+            # An unknown dialogue is NOT_FOUND before any request problem, and an
+            # override is checked before the lease is taken. Otherwise taking the lease
+            # is the first read (and says NOT_FOUND): each read costs a store round trip.
+            dialogue = await self.store.get_dialogue(dialogue_id)
+            self._check_override(dialogue, run_input.broadcast_override, out)
+            out.raise_if_any()
 
         lease = await self._take_lease(dialogue_id, queue_timeout, deadline)
         try:
@@ -327,6 +334,7 @@ class Engine:
             deadline=longest if deadline is None else min(deadline, longest),
             max_reply_bytes=self.limits.max_message_bytes,
             on_end=functools.partial(self._running.pop, dialogue_id, None),
+            conversations=self._conversations,
         )
         self._running[dialogue_id] = session
         return session

@@ -30,7 +30,12 @@ from typing import Final
 from parley.server.agents.protocol import AgentCall, AgentFailure, AgentReply
 from parley.server.agents.registry import AgentRegistry
 from parley.server.engine import delivery
-from parley.server.engine.conversation import ChatMessage, private_conversation
+from parley.server.engine.conversation import (
+    ChatMessage,
+    Conversation,
+    ConversationCache,
+    private_conversation,
+)
 from parley.server.engine.events import (
     Event,
     RoutingDecision,
@@ -127,11 +132,14 @@ class Session:
         lease_ttl: float = DEFAULT_LEASE_TTL_S,
         deadline: float | None = None,
         on_end: Callable[[], object] | None = None,
+        conversations: ConversationCache | None = None,
         max_reply_bytes: int | None = None,
     ) -> None:
         self._store = store
         self._agents = agents
         self._dialogue = dialogue
+        # Participant indexes by name, looked up on every call (index_of scans).
+        self._indexes = {p.name: index for index, p in enumerate(dialogue.participants)}
         self._lease = lease
         self._inputs = tuple(inputs)
         self._model = model
@@ -161,6 +169,8 @@ class Session:
         self._on_end = on_end
         self._driver: asyncio.Task[None] | None = None
         self._window = delivery.LogWindow((), 0)
+        # Where chat backends' conversations outlive the run (None: rebuilt per call).
+        self._conversations = conversations
 
     @property
     def turn(self) -> int:
@@ -413,7 +423,7 @@ class Session:
         sequential: bool,
     ) -> _Outcome:
         """Calls one participant; every failure becomes a `_Failed`, never an exception."""
-        index = self._dialogue.index_of(participant.name)
+        index = self._indexes[participant.name]
         started = time.monotonic()
         call = AgentCall(
             dialogue_id=self.dialogue_id,
@@ -438,8 +448,25 @@ class Session:
         # Through the head of this call, not the participant's cursor: its own replies
         # come after the cursor they moved it to. Messages new to this call are in no
         # exchange yet, so reading them here adds nothing.
-        log = await self._store.read_messages(self.dialogue_id, through_seq=through)
-        return private_conversation(log, participant.name, participant.joining_strategy)
+        name, joining = participant.name, participant.joining_strategy
+        if self._conversations is None:
+            log = await self._store.read_messages(self.dialogue_id, through_seq=through)
+            return private_conversation(log, name, joining)
+        # Kept between calls and runs: only what the log gained since is read.
+        key = (self.dialogue_id, self._dialogue.create_time, name, joining)
+        conversation = self._conversations.take(key)
+        if conversation is None or conversation.through > through:
+            conversation = Conversation(name, joining)
+        conversation.extend(
+            await self._store.read_messages(
+                self.dialogue_id, after_seq=conversation.through, through_seq=through
+            )
+        )
+        if conversation.stale:  # a log the engine did not write: rebuild it whole
+            log = await self._store.read_messages(self.dialogue_id, through_seq=through)
+            return private_conversation(log, name, joining)
+        self._conversations.put(key, conversation)
+        return list(conversation.messages)
 
     async def _invoke(
         self, agent: str, call: AgentCall, trace: CallTrace
@@ -551,7 +578,7 @@ class Session:
         failure = AgentFailure(
             "RUN_CANCELLED", f"the run was cancelled {when}", retryable=True, attempts=int(called)
         )
-        index = self._dialogue.index_of(participant.name)
+        index = self._indexes[participant.name]
         return _Failed(participant, index, failure, NULL_CALL_TRACE)
 
     async def _run_sequential(self, called: Sequence[Participant]) -> tuple[int, int]:

@@ -7,17 +7,20 @@ in. Documents (personas, models, contexts, attachments) are codec JSON text.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from parley.server.engine.model import (
+    Attachment,
     Dialogue,
     Message,
     MessageType,
     Origin,
     Participant,
+    Persona,
     ReactionStrategy,
     Speaker,
     SpeakerKind,
@@ -53,6 +56,53 @@ def load_optional(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+# Every message written and read goes through these; most have neither attachments nor
+# metadata, and their columns then skip the JSON codec.
+NO_ATTACHMENTS = "[]"
+NO_METADATA = "{}"
+
+
+def dump_attachments(attachments: Sequence[Attachment]) -> str:
+    return dump(codec.attachments_to_json(attachments)) if attachments else NO_ATTACHMENTS
+
+
+def load_attachments(text: str) -> tuple[Attachment, ...]:
+    return () if text == NO_ATTACHMENTS else codec.attachments_from_json(json.loads(text))
+
+
+def dump_string_map(values: Mapping[str, str]) -> str:
+    return dump(codec.string_map_to_json(values)) if values else NO_METADATA
+
+
+def load_string_map(text: str) -> dict[str, str]:
+    return {} if text == NO_METADATA else codec.string_map_from_json(json.loads(text))
+
+
+# Each run reads its dialogue twice, and decoding the participants' JSON was most of
+# that. Personas are immutable, so one decoded value serves every read of the same
+# text; option maps are mutable, so each read gets a copy of the cached one.
+@functools.lru_cache(maxsize=4096)
+def _persona_from_text(text: str) -> Persona:
+    return codec.persona_from_json(json.loads(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _options_from_text(text: str) -> Mapping[str, str]:
+    return load_string_map(text)
+
+
+# Every message read decodes three enums and a speaker: by dict and by cache, several
+# times faster than calling the enum classes and building a new speaker each time.
+_SPEAKER_KINDS = {kind.value: kind for kind in SpeakerKind}
+_ORIGINS = {origin.value: origin for origin in Origin}
+_MESSAGE_TYPES = {kind.value: kind for kind in MessageType}
+
+
+@functools.lru_cache(maxsize=4096)
+def _speaker(kind: str, name: str, role: str, icon: str) -> Speaker:
+    return Speaker(_SPEAKER_KINDS[kind], name, role, icon)
+
+
 def participant_values(
     dialogue_id: str, position: int, participant: Participant
 ) -> tuple[object, ...]:
@@ -71,9 +121,9 @@ def participant_values(
 
 def participant_from_row(row: Row) -> Participant:
     return Participant(
-        persona=codec.persona_from_json(json.loads(row["persona"])),
+        persona=_persona_from_text(row["persona"]),
         agent=row["agent"],
-        agent_options=codec.string_map_from_json(json.loads(row["agent_options"])),
+        agent_options=dict(_options_from_text(row["agent_options"])),
         joining_strategy=codec.joining_strategy_from_json(load_optional(row["joining_strategy"])),
         cursor=row["cursor"],
     )
@@ -126,8 +176,8 @@ def message_values(
         message.type.value,
         message.custom_type,
         message.origin.value,
-        dump(codec.attachments_to_json(message.attachments)),
-        dump(codec.string_map_to_json(message.metadata)),
+        dump_attachments(message.attachments),
+        dump_string_map(message.metadata),
         message.delivered_through,
         to_time(message.create_time),
     )
@@ -137,18 +187,15 @@ def message_from_row(row: Row, from_time: FromDatabaseTime) -> Message:
     return Message(
         seq=row["seq"],
         turn=row["turn"],
-        speaker=Speaker(
-            kind=SpeakerKind(row["speaker_kind"]),
-            name=row["speaker_name"],
-            role=row["speaker_role"],
-            icon=row["speaker_icon"],
+        speaker=_speaker(
+            row["speaker_kind"], row["speaker_name"], row["speaker_role"], row["speaker_icon"]
         ),
         content=row["content"],
-        origin=Origin(row["origin"]),
+        origin=_ORIGINS[row["origin"]],
         create_time=from_time(row["create_time"]),
-        type=MessageType(row["type"]),
+        type=_MESSAGE_TYPES[row["type"]],
         custom_type=row["custom_type"],
-        attachments=codec.attachments_from_json(json.loads(row["attachments"])),
-        metadata=codec.string_map_from_json(json.loads(row["metadata"])),
+        attachments=load_attachments(row["attachments"]),
+        metadata=load_string_map(row["metadata"]),
         delivered_through=row["delivered_through"],
     )
