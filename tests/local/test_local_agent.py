@@ -20,6 +20,10 @@ pytest.importorskip("llama_cpp", reason="the local extra (llama-cpp-python) is n
 if unavailable_reason(None):
     pytest.skip(unavailable_reason(None), allow_module_level=True)
 
+# One event loop for the module, like the one loop of a server: the agent (module-scoped,
+# loading the model is the slow part) keeps an asyncio.Lock bound to its loop.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
 PROMPT = (
     "# You are Ada, an engineer\n\n# Participants\n- Ada - this is you\n- Bob\n\n"
     "# New messages\n[Bob]: Name one colour of the sky."
