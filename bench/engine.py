@@ -126,7 +126,7 @@ def history(count: int) -> list[MessageDraft]:
 async def prefill(engine: Engine, dialogue_id: str, count: int) -> None:
     """Writes `count` messages in large appends and moves every cursor to the head."""
     store = engine.store
-    lease = await store.begin_run(dialogue_id, owner=engine.owner, ttl=60.0)
+    lease = (await store.begin_run(dialogue_id, owner=engine.owner, ttl=60.0)).lease
     try:
         drafts = history(count)
         for start in range(0, count, PREFILL_CHUNK):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pytest
 from parley.server.agents.local import LocalAgent, unavailable_reason
 from parley.server.agents.profiles import build_registry
-from parley.server.agents.protocol import AgentCall, AgentReply
+from parley.server.agents.protocol import AgentCall, AgentReply, fixed_text
 from parley.server.engine.conversation import ChatMessage
 from parley.server.engine.model import Message, Origin, Persona, Speaker, SpeakerKind, utcnow
 
@@ -49,8 +49,8 @@ def make_call(options: dict[str, str] | None = None) -> AgentCall:
         participant_index=0,
         options=options or {},
         delivered=(message,),
-        prompt=PROMPT,
-        system=PROMPT,
+        render_prompt=fixed_text(PROMPT),
+        render_system=fixed_text(PROMPT),
         history=no_history,
     )
 

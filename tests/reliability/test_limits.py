@@ -16,15 +16,16 @@ What the server answers, checked here (and written in the report):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 import pytest
 from google.protobuf import duration_pb2
 from parley.server.engine.errors import RunInProgress
+from parley.server.engine.model import Dialogue, MessageDraft
 from parley.server.engine.validation import Limits
 from parley.server.store import MemoryStore
-from parley.server.store.protocol import RunLease
+from parley.server.store.protocol import RunStart
 from parley.v1 import dialogue_pb2 as pb
 
 from tests.api.support import (
@@ -63,9 +64,19 @@ class WatchedStore(MemoryStore):
         super().__init__()
         self.refused = asyncio.Event()
 
-    async def begin_run(self, dialogue_id: str, *, owner: str, ttl: float) -> RunLease:
+    async def begin_run(
+        self,
+        dialogue_id: str,
+        *,
+        owner: str,
+        ttl: float,
+        inputs: Sequence[MessageDraft] = (),
+        check: Callable[[Dialogue], None] | None = None,
+    ) -> RunStart:
         try:
-            return await super().begin_run(dialogue_id, owner=owner, ttl=ttl)
+            return await super().begin_run(
+                dialogue_id, owner=owner, ttl=ttl, inputs=inputs, check=check
+            )
         except RunInProgress:
             self.refused.set()
             raise

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from parley.server.agents.protocol import AgentCall
+from parley.server.agents.protocol import AgentCall, fixed_text
 from parley.server.engine.conversation import ChatMessage
 from parley.server.engine.model import (
     Attachment,
@@ -196,8 +196,8 @@ def make_call(
         participant_index=0,
         options=options or {},
         delivered=tuple(delivered) or (said(1, "Bob", "What should we build?"),),
-        prompt=prompt,
-        system=system,
+        render_prompt=fixed_text(prompt),
+        render_system=fixed_text(system),
         history=earlier,
     )
 

@@ -42,7 +42,7 @@ from parley.server.engine.model import (
     SpeakerKind,
     Usage,
 )
-from parley.server.store import RunLease
+from parley.server.store import RunLease, RunStart, Store
 from parley.server.store.feed import CancelMode, CancelRequested, FeedItem, LogGrew, RunEvent
 from parley.server.store.postgres import (
     MAX_IDENTIFIER_BYTES,
@@ -91,6 +91,11 @@ async def replica(schema: str) -> AsyncIterator[Replicas]:
 
 def draft(turn: int, content: str = "hello") -> MessageDraft:
     return MessageDraft(turn, Speaker(SpeakerKind.USER, "Carol"), content, Origin.INCOMING)
+
+
+async def begin(store: Store, dialogue_id: str, *, owner: str, ttl: float) -> RunLease:
+    """Begins a run without input; only its lease."""
+    return (await store.begin_run(dialogue_id, owner=owner, ttl=ttl)).lease
 
 
 def echo(name: str, delay_ms: int = 0) -> Participant:
@@ -159,7 +164,7 @@ async def test_exactly_one_replica_begins_a_run(replica: Replicas) -> None:
         return_exceptions=True,
     )
 
-    leases = [r for r in results if isinstance(r, RunLease)]
+    leases = [r.lease for r in results if isinstance(r, RunStart)]
     assert len(leases) == 1
     assert sum(isinstance(r, RunInProgress) for r in results) == 7
     # The winner's appends are fenced by its token on either replica.
@@ -170,13 +175,13 @@ async def test_exactly_one_replica_begins_a_run(replica: Replicas) -> None:
 async def test_an_expired_lease_passes_to_another_replica(replica: Replicas) -> None:
     first, second = await replica(), await replica()
     await first.create_dialogue(Dialogue(id="d1"))
-    held = await first.begin_run("d1", owner="a", ttl=0.2)
+    held = await begin(first, "d1", owner="a", ttl=0.2)
 
     lease = None
     async with asyncio.timeout(WAIT_S):
         while lease is None:
             try:
-                lease = await second.begin_run("d1", owner="b", ttl=TTL)
+                lease = await begin(second, "d1", owner="b", ttl=TTL)
             except RunInProgress:
                 await asyncio.sleep(0.05)
 
@@ -194,7 +199,7 @@ async def test_concurrent_appends_from_replicas_keep_seqs_gap_free(replica: Repl
     async def run_turns(index: int, dialogue_id: str) -> None:
         for turn in range(3):
             store = stores[(index + turn) % 2]
-            lease = await store.begin_run(dialogue_id, owner=f"r{turn % 2}", ttl=TTL)
+            lease = await begin(store, dialogue_id, owner=f"r{turn % 2}", ttl=TTL)
             for i in range(3):
                 await store.append(lease, [draft(lease.turn, f"m{i}"), draft(lease.turn)])
             await store.end_run(lease)
@@ -213,7 +218,7 @@ async def test_concurrent_appends_from_replicas_keep_seqs_gap_free(replica: Repl
 async def test_log_hints_cross_replicas(replica: Replicas) -> None:
     watcher, writer = await replica(), await replica()
     await writer.create_dialogue(Dialogue(id="d1"))
-    lease = await writer.begin_run("d1", owner="w", ttl=TTL)
+    lease = await begin(writer, "d1", owner="w", ttl=TTL)
 
     async with watcher.feed.subscribe("d1") as subscription:
         items = aiter(subscription)
@@ -258,7 +263,7 @@ async def test_run_events_and_cancellations_cross_replicas_once(replica: Replica
 async def test_a_dropped_feed_connection_reconnects_and_catches_up(replica: Replicas) -> None:
     watcher, writer = await replica(), await replica()
     await writer.create_dialogue(Dialogue(id="d1"))
-    lease = await writer.begin_run("d1", owner="w", ttl=TTL)
+    lease = await begin(writer, "d1", owner="w", ttl=TTL)
     listener = watcher.feed._listener
     assert listener is not None
     old_pid = listener.get_server_pid()
@@ -349,7 +354,7 @@ def fail_once(store: PostgresStore, *, after_commit: bool) -> list[int]:
 async def test_a_retried_append_is_stored_once(replica: Replicas, after_commit: bool) -> None:
     store = await replica()
     await store.create_dialogue(Dialogue(id="d1", participants=(echo("A"),)))
-    lease = await store.begin_run("d1", owner="me", ttl=TTL)
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
     await store.append(lease, [draft(lease.turn, "first")])
     calls = fail_once(store, after_commit=after_commit)
 

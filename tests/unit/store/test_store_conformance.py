@@ -38,7 +38,7 @@ from parley.server.engine.model import (
     SpeakerKind,
     VisualIdentity,
 )
-from parley.server.store import MemoryStore, RunLease, SQLiteStore, Store
+from parley.server.store import MemoryStore, RunLease, RunStart, SQLiteStore, Store
 from parley.server.store.feed import CancelMode, LogGrew
 from parley.server.store.postgres import PostgresStore
 from parley.server.store.sqlite import MIGRATIONS, SCHEMA_VERSION, select_messages_sql
@@ -150,9 +150,14 @@ def draft(turn: int, content: str = "hello", **changes: object) -> MessageDraft:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
+async def begin(store: Store, dialogue_id: str, *, owner: str, ttl: float) -> RunLease:
+    """Begins a run without input; only its lease."""
+    return (await store.begin_run(dialogue_id, owner=owner, ttl=ttl)).lease
+
+
 async def run_turn(store: Store, dialogue_id: str, count: int) -> RunLease:
     """Opens a turn, appends `count` messages to it and releases the lease."""
-    lease = await store.begin_run(dialogue_id, owner="test", ttl=TTL)
+    lease = await begin(store, dialogue_id, owner="test", ttl=TTL)
     await store.append(lease, [draft(lease.turn, f"t{lease.turn}m{i}") for i in range(count)])
     await store.end_run(lease)
     return lease
@@ -364,7 +369,7 @@ async def test_participant_changes_on_an_unknown_dialogue_are_not_found(store: S
 
 async def test_removing_a_participant_keeps_its_messages(store: Store) -> None:
     await store.create_dialogue(Dialogue(id="d1", participants=(participant("A"),)))
-    lease = await store.begin_run("d1", owner="test", ttl=TTL)
+    lease = await begin(store, "d1", owner="test", ttl=TTL)
     await store.append(lease, [draft(1, speaker=participant("A").persona.speaker())])
 
     await store.remove_participant("d1", "A")
@@ -379,9 +384,9 @@ async def test_removing_a_participant_keeps_its_messages(store: Store) -> None:
 async def test_begin_run_opens_the_next_turn(store: Store) -> None:
     await store.create_dialogue(Dialogue(id="d1"))
 
-    first = await store.begin_run("d1", owner="me", ttl=TTL)
+    first = await begin(store, "d1", owner="me", ttl=TTL)
     await store.end_run(first)
-    second = await store.begin_run("d1", owner="me", ttl=TTL)
+    second = await begin(store, "d1", owner="me", ttl=TTL)
 
     assert (first.turn, second.turn) == (1, 2)
     assert second.token > first.token
@@ -391,15 +396,15 @@ async def test_begin_run_opens_the_next_turn(store: Store) -> None:
 
 async def test_begin_run_on_an_unknown_dialogue_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
-        await store.begin_run("nope", owner="me", ttl=TTL)
+        await begin(store, "nope", owner="me", ttl=TTL)
 
 
 async def test_a_second_run_is_refused_while_the_lease_is_held(store: Store) -> None:
     await store.create_dialogue(Dialogue(id="d1"))
-    await store.begin_run("d1", owner="first", ttl=TTL)
+    await begin(store, "d1", owner="first", ttl=TTL)
 
     with pytest.raises(RunInProgress) as raised:
-        await store.begin_run("d1", owner="second", ttl=TTL)
+        await begin(store, "d1", owner="second", ttl=TTL)
     assert raised.value.reason == "RUN_IN_PROGRESS"
     assert "d1" in raised.value.message
     assert (await store.get_dialogue("d1")).latest_turn == 1
@@ -413,7 +418,7 @@ async def test_only_one_of_many_concurrent_runs_begins(store: Store) -> None:
         return_exceptions=True,
     )
 
-    assert sum(isinstance(r, RunLease) for r in results) == 1
+    assert sum(isinstance(r, RunStart) for r in results) == 1
     assert sum(isinstance(r, RunInProgress) for r in results) == 7
 
 
@@ -421,10 +426,10 @@ async def test_an_expired_lease_is_taken_over_and_fenced_off(
     store: Store, clock: FakeClock
 ) -> None:
     await store.create_dialogue(Dialogue(id="d1", participants=(participant("A"),)))
-    stale = await store.begin_run("d1", owner="slow", ttl=TTL)
+    stale = await begin(store, "d1", owner="slow", ttl=TTL)
     clock.advance(TTL + 1)
 
-    fresh = await store.begin_run("d1", owner="fast", ttl=TTL)
+    fresh = await begin(store, "d1", owner="fast", ttl=TTL)
 
     assert fresh.turn == stale.turn + 1
     assert fresh.token > stale.token
@@ -435,7 +440,7 @@ async def test_an_expired_lease_is_taken_over_and_fenced_off(
         await store.renew_run(stale, ttl=TTL)
     await store.end_run(stale)  # a no-op: it must not release the new lease
     with pytest.raises(RunInProgress):
-        await store.begin_run("d1", owner="third", ttl=TTL)
+        await begin(store, "d1", owner="third", ttl=TTL)
     dialogue = await store.get_dialogue("d1")
     assert dialogue.participants[0].cursor == 0
     # The takeover marks the dead holder's turn as interrupted, in the log.
@@ -453,18 +458,18 @@ async def test_cancel_requests_reach_the_lease_holder_and_end_with_the_run(store
     with pytest.raises(NotFound) as raised:
         await store.request_cancel("d1", CancelMode.IMMEDIATE)
     assert raised.value.reason == "NO_RUN_IN_PROGRESS"
-    lease = await store.begin_run("d1", owner="o", ttl=TTL)
+    lease = await begin(store, "d1", owner="o", ttl=TTL)
     assert await store.renew_run(lease, ttl=TTL) is None
     assert await store.request_cancel("d1", CancelMode.AFTER_TURN) == lease.turn
     assert await store.renew_run(lease, ttl=TTL) is CancelMode.AFTER_TURN
     await store.end_run(lease)
-    second = await store.begin_run("d1", owner="o", ttl=TTL)
+    second = await begin(store, "d1", owner="o", ttl=TTL)
     assert await store.renew_run(second, ttl=TTL) is None
 
 
 async def test_appends_announce_the_new_head_on_the_feed(store: Store) -> None:
     await store.create_dialogue(Dialogue(id="d1"))
-    lease = await store.begin_run("d1", owner="o", ttl=TTL)
+    lease = await begin(store, "d1", owner="o", ttl=TTL)
     async with store.feed.subscribe("d1") as subscription:
         await store.append(lease, [draft(lease.turn), draft(lease.turn)])
         items = aiter(subscription)
@@ -475,7 +480,7 @@ async def test_an_expired_lease_not_taken_over_still_appends(
     store: Store, clock: FakeClock
 ) -> None:
     await store.create_dialogue(Dialogue(id="d1"))
-    lease = await store.begin_run("d1", owner="slow", ttl=TTL)
+    lease = await begin(store, "d1", owner="slow", ttl=TTL)
     clock.advance(TTL + 1)
 
     await store.renew_run(lease, ttl=TTL)
@@ -486,16 +491,16 @@ async def test_an_expired_lease_not_taken_over_still_appends(
 
 async def test_renewing_pushes_the_expiry_back(store: Store, clock: FakeClock) -> None:
     await store.create_dialogue(Dialogue(id="d1"))
-    lease = await store.begin_run("d1", owner="me", ttl=TTL)
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
     clock.advance(TTL - 1)
 
     await store.renew_run(lease, ttl=TTL)
     clock.advance(TTL - 1)
 
     with pytest.raises(RunInProgress):
-        await store.begin_run("d1", owner="other", ttl=TTL)
+        await begin(store, "d1", owner="other", ttl=TTL)
     clock.advance(2)
-    assert (await store.begin_run("d1", owner="other", ttl=TTL)).turn == 2
+    assert (await begin(store, "d1", owner="other", ttl=TTL)).turn == 2
 
 
 async def test_expiry_on_the_real_clock(make_store: MakeStore) -> None:
@@ -503,12 +508,12 @@ async def test_expiry_on_the_real_clock(make_store: MakeStore) -> None:
     await store.open()
     try:
         await store.create_dialogue(Dialogue(id="d1"))
-        await store.begin_run("d1", owner="short", ttl=0.05)
+        await begin(store, "d1", owner="short", ttl=0.05)
         with pytest.raises(RunInProgress):
-            await store.begin_run("d1", owner="next", ttl=TTL)
+            await begin(store, "d1", owner="next", ttl=TTL)
         await asyncio.sleep(0.2)  # four times the ttl: surely expired
 
-        lease = await store.begin_run("d1", owner="next", ttl=TTL)
+        lease = await begin(store, "d1", owner="next", ttl=TTL)
 
         assert lease.turn == 2
     finally:
@@ -517,7 +522,7 @@ async def test_expiry_on_the_real_clock(make_store: MakeStore) -> None:
 
 async def test_a_released_lease_cannot_append_or_renew(store: Store) -> None:
     await store.create_dialogue(Dialogue(id="d1"))
-    lease = await store.begin_run("d1", owner="me", ttl=TTL)
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
 
     await store.end_run(lease)
 
@@ -530,7 +535,7 @@ async def test_a_released_lease_cannot_append_or_renew(store: Store) -> None:
 
 async def test_a_lease_on_a_deleted_dialogue_is_lost(store: Store) -> None:
     await store.create_dialogue(Dialogue(id="d1"))
-    lease = await store.begin_run("d1", owner="me", ttl=TTL)
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
     await store.delete_dialogue("d1")
 
     with pytest.raises(LeaseLost):
@@ -540,18 +545,172 @@ async def test_a_lease_on_a_deleted_dialogue_is_lost(store: Store) -> None:
 
 async def test_a_stale_lease_never_matches_a_recreated_dialogue(store: Store) -> None:
     await store.create_dialogue(Dialogue(id="d1"))
-    stale = await store.begin_run("d1", owner="old", ttl=TTL)
+    stale = await begin(store, "d1", owner="old", ttl=TTL)
     await store.delete_dialogue("d1")
     await store.create_dialogue(Dialogue(id="d1"))
 
-    current = await store.begin_run("d1", owner="new", ttl=TTL)
+    current = await begin(store, "d1", owner="new", ttl=TTL)
 
     assert current.token != stale.token
     with pytest.raises(LeaseLost):
         await store.append(stale, [draft(stale.turn)])
     await store.end_run(stale)
     with pytest.raises(RunInProgress):
-        await store.begin_run("d1", owner="third", ttl=TTL)
+        await begin(store, "d1", owner="third", ttl=TTL)
+
+
+# --- beginning a run with its input ---------------------------------------------------
+
+
+async def test_begin_run_stores_the_inputs_as_the_new_turn(store: Store) -> None:
+    participants = (participant("A"), participant("B", cursor=None), participant("C"))
+    await store.create_dialogue(Dialogue(id="d1", participants=participants))
+    await run_turn(store, "d1", 2)
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
+    await store.append(lease, [], {"A": 2})
+    await store.end_run(lease)
+    inputs = [draft(0, "first"), draft(99, "second", metadata={"k": "v"})]
+
+    start = await store.begin_run("d1", owner="me", ttl=TTL, inputs=inputs)
+
+    assert (start.lease.dialogue_id, start.lease.turn, start.lease.owner) == ("d1", 3, "me")
+    assert start.lease.token > lease.token
+    assert [(m.seq, m.turn, m.content) for m in start.inputs] == [
+        (3, 3, "first"),
+        (4, 3, "second"),
+    ]
+    assert start.inputs[1].metadata == {"k": "v"}
+    assert (await store.read_messages("d1"))[2:] == start.inputs
+    assert (start.dialogue.latest_turn, start.dialogue.message_count) == (3, 4)
+    assert [(p.name, p.cursor) for p in start.dialogue.participants] == [
+        ("A", 2),
+        ("B", None),
+        ("C", 0),
+    ]
+    assert start.dialogue == await store.get_dialogue("d1")
+    assert start.dialogue.update_time == start.inputs[-1].create_time
+    # The lease fences appends as one from a plain begin_run does.
+    [reply] = await store.append(start.lease, [draft(start.lease.turn, "reply")])
+    assert reply.seq == 5
+
+
+async def test_begin_run_without_inputs_returns_the_dialogue_of_the_new_turn(
+    store: Store,
+) -> None:
+    await store.create_dialogue(Dialogue(id="d1", participants=(participant("A"),)))
+    await run_turn(store, "d1", 1)
+
+    start = await store.begin_run("d1", owner="me", ttl=TTL)
+
+    assert start.inputs == []
+    assert (start.lease.turn, start.dialogue.latest_turn, start.dialogue.message_count) == (
+        2,
+        2,
+        1,
+    )
+    assert start.dialogue == await store.get_dialogue("d1")
+
+
+async def test_a_check_receives_the_dialogue_and_its_error_begins_nothing(store: Store) -> None:
+    await store.create_dialogue(Dialogue(id="d1", participants=(participant("A"),)))
+    await run_turn(store, "d1", 2)
+    before = await store.get_dialogue("d1")
+    seen: list[Dialogue] = []
+    # An OSError, which a store could take for a failed connection: it still comes out
+    # as it went in.
+    refusal = OSError("refused by the check")
+
+    def refuse(dialogue: Dialogue) -> None:
+        seen.append(dialogue)
+        raise refusal
+
+    async with store.feed.subscribe("d1") as subscription:
+        with pytest.raises(OSError, match="refused by the check") as raised:
+            await store.begin_run("d1", owner="me", ttl=TTL, inputs=[draft(0)], check=refuse)
+        assert raised.value is refusal
+        assert seen == [before]
+        assert await store.get_dialogue("d1") == before
+        assert len(await store.read_messages("d1")) == 2
+
+        # No lease was taken and no turn used: the next run begins at once.
+        start = await store.begin_run("d1", owner="other", ttl=TTL, inputs=[draft(0, "x")])
+        assert start.lease.turn == before.latest_turn + 1
+        assert [m.seq for m in start.inputs] == [3]
+        # Nothing was announced for the refused call.
+        assert await anext(aiter(subscription)) == LogGrew("d1", 3)
+
+
+async def test_a_check_that_passes_lets_the_run_begin(store: Store) -> None:
+    await store.create_dialogue(Dialogue(id="d1", participants=(participant("A"),)))
+    seen: list[Dialogue] = []
+
+    start = await store.begin_run("d1", owner="me", ttl=TTL, inputs=[draft(0)], check=seen.append)
+
+    assert [d.latest_turn for d in seen] == [0]
+    assert [p.name for p in seen[0].participants] == ["A"]
+    assert [(m.seq, m.turn) for m in start.inputs] == [(1, 1)]
+
+
+async def test_begin_run_announces_its_inputs_on_the_feed(store: Store) -> None:
+    await store.create_dialogue(Dialogue(id="d1"))
+    async with store.feed.subscribe("d1") as subscription:
+        await store.begin_run("d1", owner="me", ttl=TTL, inputs=[draft(0), draft(0)])
+        assert await anext(aiter(subscription)) == LogGrew("d1", 2)
+
+
+async def test_a_takeover_with_inputs_stores_the_notice_then_the_inputs(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.create_dialogue(Dialogue(id="d1", participants=(participant("A"),)))
+    stale = await begin(store, "d1", owner="slow", ttl=TTL)
+    await store.append(stale, [draft(stale.turn, "before")])
+    clock.advance(TTL + 1)
+    seen: list[Dialogue] = []
+
+    async with store.feed.subscribe("d1") as subscription:
+        start = await store.begin_run(
+            "d1", owner="fast", ttl=TTL, inputs=[draft(0, "input")], check=seen.append
+        )
+        assert await anext(aiter(subscription)) == LogGrew("d1", 3)
+
+    # The check ran before anything was written.
+    assert [(d.latest_turn, d.message_count) for d in seen] == [(1, 1)]
+    before, notice, stored = await store.read_messages("d1")
+    assert before.content == "before"
+    assert (notice.seq, notice.turn, notice.metadata) == (
+        2,
+        stale.turn,
+        {RUN_END_METADATA_KEY: "interrupted"},
+    )
+    assert start.inputs == [stored]
+    assert (stored.seq, stored.turn, stored.content) == (3, 2, "input")
+    assert (start.lease.turn, start.dialogue.latest_turn, start.dialogue.message_count) == (
+        2,
+        2,
+        3,
+    )
+    assert start.dialogue == await store.get_dialogue("d1")
+    with pytest.raises(LeaseLost):
+        await store.append(stale, [draft(stale.turn)])
+
+
+async def test_a_refused_takeover_leaves_the_expired_lease_to_its_holder(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.create_dialogue(Dialogue(id="d1"))
+    stale = await begin(store, "d1", owner="slow", ttl=TTL)
+    clock.advance(TTL + 1)
+
+    def refuse(_dialogue: Dialogue) -> None:
+        raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        await store.begin_run("d1", owner="fast", ttl=TTL, inputs=[draft(0)], check=refuse)
+
+    # No notice, no new turn: the slow holder still holds its lease.
+    [message] = await store.append(stale, [draft(stale.turn)])
+    assert message.seq == 1
+    assert (await store.get_dialogue("d1")).latest_turn == 1
 
 
 # --- appending ------------------------------------------------------------------------
@@ -559,7 +718,7 @@ async def test_a_stale_lease_never_matches_a_recreated_dialogue(store: Store) ->
 
 async def test_seqs_are_consecutive_across_appends(store: Store) -> None:
     await store.create_dialogue(Dialogue(id="d1"))
-    lease = await store.begin_run("d1", owner="me", ttl=TTL)
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
 
     first = await store.append(lease, [draft(1, "a"), draft(1, "b")])
     none = await store.append(lease, [])
@@ -577,7 +736,7 @@ async def test_seqs_are_consecutive_across_appends(store: Store) -> None:
 
 async def test_append_moves_the_dialogue_update_time(store: Store) -> None:
     created = await store.create_dialogue(Dialogue(id="d1"))
-    lease = await store.begin_run("d1", owner="me", ttl=TTL)
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
 
     [message] = await store.append(lease, [draft(1)])
 
@@ -589,7 +748,7 @@ async def test_append_moves_the_dialogue_update_time(store: Store) -> None:
 async def test_cursors_move_with_the_append(store: Store) -> None:
     participants = (participant("A"), participant("B", cursor=None), participant("C"))
     await store.create_dialogue(Dialogue(id="d1", participants=participants))
-    lease = await store.begin_run("d1", owner="me", ttl=TTL)
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
 
     await store.append(lease, [draft(1), draft(1)], {"A": 2, "B": 1, "gone": 5})
 
@@ -599,7 +758,7 @@ async def test_cursors_move_with_the_append(store: Store) -> None:
 
 async def test_cursors_can_move_without_messages(store: Store) -> None:
     await store.create_dialogue(Dialogue(id="d1", participants=(participant("A"),)))
-    lease = await store.begin_run("d1", owner="me", ttl=TTL)
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
 
     assert await store.append(lease, [], {"A": 0}) == []
     await store.append(lease, [draft(1)])
@@ -610,18 +769,18 @@ async def test_cursors_can_move_without_messages(store: Store) -> None:
 
 async def test_appended_turns_never_pass_the_dialogue_turn(store: Store) -> None:
     await store.create_dialogue(Dialogue(id="d1"))
-    lease = await store.begin_run("d1", owner="me", ttl=TTL)
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
 
     await store.append(lease, [draft(1), draft(2), draft(3)])
     await store.end_run(lease)
 
     assert (await store.get_dialogue("d1")).latest_turn == 3
-    assert (await store.begin_run("d1", owner="me", ttl=TTL)).turn == 4
+    assert (await begin(store, "d1", owner="me", ttl=TTL)).turn == 4
 
 
 async def test_message_fields_round_trip(store: Store) -> None:
     await store.create_dialogue(Dialogue(id="d1"))
-    lease = await store.begin_run("d1", owner="me", ttl=TTL)
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
     drafts = [
         draft(
             1,
@@ -731,7 +890,7 @@ async def test_callers_cannot_reach_the_stored_values(store: Store) -> None:
     await store.create_dialogue(
         Dialogue(id="d1", participants=(participant("A", agent_options=options),))
     )
-    lease = await store.begin_run("d1", owner="me", ttl=TTL)
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
     [appended] = await store.append(lease, [draft(1, metadata=metadata)])
 
     options["temperature"] = "9"
@@ -754,7 +913,7 @@ async def test_sqlite_keeps_everything_across_a_restart(tmp_path: Path, clock: F
     await first.open()
     await first.create_dialogue(rich_dialogue())
     await run_turn(first, "d1", 2)
-    held = await first.begin_run("d1", owner="crashed", ttl=TTL)
+    held = await begin(first, "d1", owner="crashed", ttl=TTL)
     written = await first.append(held, [draft(held.turn)], {"Alice": 3})
     before = await first.get_dialogue("d1")
     await first.close()
@@ -772,7 +931,7 @@ async def test_sqlite_keeps_everything_across_a_restart(tmp_path: Path, clock: F
         assert (notice.turn, notice.metadata) == (held.turn, {RUN_END_METADATA_KEY: "interrupted"})
         with pytest.raises(LeaseLost):
             await second.append(held, [draft(held.turn)])
-        lease = await second.begin_run("d1", owner="new", ttl=TTL)
+        lease = await begin(second, "d1", owner="new", ttl=TTL)
         assert lease.turn == held.turn + 1
         assert lease.token > held.token
     finally:
@@ -791,7 +950,7 @@ async def test_sqlite_survives_a_killed_process(tmp_path: Path) -> None:
             store = SQLiteStore(sys.argv[1])
             await store.open()
             await store.create_dialogue(Dialogue(id="d1"))
-            lease = await store.begin_run("d1", owner="doomed", ttl=3600)
+            lease = (await store.begin_run("d1", owner="doomed", ttl=3600)).lease
             for i in range(5):
                 draft = MessageDraft(lease.turn, Speaker.system(), f"m{i}", Origin.INCOMING)
                 await store.append(lease, [draft])
@@ -810,7 +969,7 @@ async def test_sqlite_survives_a_killed_process(tmp_path: Path) -> None:
         assert [m.content for m in log] == [f"m{i}" for i in range(5)]
         assert notice.metadata == {RUN_END_METADATA_KEY: "interrupted"}
         assert (await store.get_dialogue("d1")).message_count == 6
-        assert (await store.begin_run("d1", owner="heir", ttl=TTL)).turn == 2
+        assert (await begin(store, "d1", owner="heir", ttl=TTL)).turn == 2
     finally:
         await store.close()
 

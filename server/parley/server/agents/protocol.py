@@ -20,9 +20,10 @@ class AgentCall:
 
     `delivered` holds the messages this participant has not seen yet, in log order (its
     own replies excluded). `prompt` and `system` are the rendered single-text and system
-    forms. Chat backends await `history()` for the participant's earlier exchanges
-    (rebuilt from the log only when asked) and send `chat_messages(system, history,
-    delivered)`.
+    forms, rendered only when a backend reads them: chat backends never need the
+    single-text form, and a scripted reply needs neither. Chat backends await
+    `history()` for the participant's earlier exchanges (rebuilt from the log only when
+    asked) and send `chat_messages(system, history, delivered)`.
     """
 
     dialogue_id: str
@@ -31,9 +32,22 @@ class AgentCall:
     participant_index: int
     options: Mapping[str, str]
     delivered: Sequence[Message]
-    prompt: str
-    system: str
+    render_prompt: Callable[[], str]
+    render_system: Callable[[], str]
     history: Callable[[], Awaitable[Sequence[ChatMessage]]] = _no_history
+
+    @property
+    def prompt(self) -> str:
+        return self.render_prompt()
+
+    @property
+    def system(self) -> str:
+        return self.render_system()
+
+
+def fixed_text(text: str) -> Callable[[], str]:
+    """A renderer for a text that is already at hand."""
+    return lambda: text
 
 
 @dataclass(frozen=True, slots=True)

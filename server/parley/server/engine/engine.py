@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import secrets
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 
 from parley.server.agents.registry import AgentRegistry
@@ -63,7 +63,7 @@ from parley.server.engine.validation import (
     check_run_input,
 )
 from parley.server.store.feed import CancelMode, CancelRequested, FeedItem, LogGrew, RunEvent
-from parley.server.store.protocol import RunLease, Store
+from parley.server.store.protocol import RunStart, Store
 
 QUEUE_POLL_S = 1.0
 WATCH_PAGE = 500
@@ -257,9 +257,13 @@ class Engine:
             return await self.store.update_dialogue(
                 dataclasses.replace(dialogue, context=context, update_time=utcnow())
             )
-        lease = await self.store.begin_run(dialogue_id, owner=self.owner, ttl=self.lease_ttl)
+        # Checked again under the lease (a run may have written since), and once more
+        # after it: taking over a dead run's lease writes a notice.
+        start = await self.store.begin_run(
+            dialogue_id, owner=self.owner, ttl=self.lease_ttl, check=_require_empty_log
+        )
+        lease, dialogue = start.lease, start.dialogue
         try:
-            dialogue = await self.store.get_dialogue(dialogue_id)
             _require_empty_log(dialogue)
             head = len(drafts)
             cursors = {p.name: head for p in dialogue.participants if p.cursor is not None}
@@ -302,21 +306,15 @@ class Engine:
             self._check_override(dialogue, run_input.broadcast_override, out)
             out.raise_if_any()
 
-        lease = await self._take_lease(dialogue_id, queue_timeout, deadline)
-        try:
-            # Reload under the lease: participants may have changed since the check.
-            dialogue = await self.store.get_dialogue(dialogue_id)
-            out = Violations()
-            self._check_override(dialogue, run_input.broadcast_override, out)
-            out.raise_if_any()
-            drafts = self._input_drafts(run_input, lease.turn)
-            stored = await self.store.append(lease, drafts)
-        except BaseException:
-            await self.store.end_run(lease)
-            raise
-        dialogue = dataclasses.replace(
-            dialogue, latest_turn=lease.turn, message_count=stored[-1].seq
-        )
+        # The lease, the dialogue as of the new turn and the stored input, in one store
+        # call. The override is checked again under the lease, before anything is
+        # written: participants may have changed since the check above.
+        check: Callable[[Dialogue], None] | None = None
+        if run_input.broadcast_override is not None:
+            check = functools.partial(self._require_valid_override, run_input.broadcast_override)
+        drafts = self._input_drafts(run_input)
+        start = await self._take_lease(dialogue_id, drafts, check, queue_timeout, deadline)
+        lease, dialogue, stored = start.lease, start.dialogue, start.inputs
         model = dialogue.execution_model
         if run_input.broadcast_override is not None and isinstance(model, Broadcast):
             model = run_input.broadcast_override
@@ -340,11 +338,25 @@ class Engine:
         return session
 
     async def _take_lease(
-        self, dialogue_id: str, queue_timeout: float | None, deadline: float | None
-    ) -> RunLease:
-        """The run lease, waiting for a busy dialogue when asked to queue."""
+        self,
+        dialogue_id: str,
+        inputs: Sequence[MessageDraft],
+        check: Callable[[Dialogue], None] | None,
+        queue_timeout: float | None,
+        deadline: float | None,
+    ) -> RunStart:
+        """Begins the run (see `Store.begin_run`), waiting for a busy dialogue when asked
+        to queue."""
+        begin = functools.partial(
+            self.store.begin_run,
+            dialogue_id,
+            owner=self.owner,
+            ttl=self.lease_ttl,
+            inputs=inputs,
+            check=check,
+        )
         if queue_timeout is None:
-            return await self.store.begin_run(dialogue_id, owner=self.owner, ttl=self.lease_ttl)
+            return await begin()
         give_up = time.monotonic() + queue_timeout
         if deadline is not None:
             give_up = min(give_up, deadline)
@@ -355,9 +367,7 @@ class Engine:
             try:
                 while True:
                     try:
-                        return await self.store.begin_run(
-                            dialogue_id, owner=self.owner, ttl=self.lease_ttl
-                        )
+                        return await begin()
                     except RunInProgress:
                         remaining = give_up - time.monotonic()
                         if remaining <= 0:
@@ -444,11 +454,18 @@ class Engine:
             names = {p.name for p in dialogue.participants}
             check_broadcast(override, names, "broadcast_order_override", out)
 
+    @classmethod
+    def _require_valid_override(cls, override: Broadcast, dialogue: Dialogue) -> None:
+        out = Violations()
+        cls._check_override(dialogue, override, out)
+        out.raise_if_any()
+
     @staticmethod
-    def _input_drafts(run_input: RunInput, turn: int) -> list[MessageDraft]:
+    def _input_drafts(run_input: RunInput) -> list[MessageDraft]:
+        """The run's input as drafts; their turn (0 here) is set by `Store.begin_run`."""
         drafts = [
             MessageDraft(
-                turn=turn,
+                turn=0,
                 speaker=m.speaker,
                 content=m.content,
                 origin=Origin.INCOMING,
@@ -463,7 +480,7 @@ class Engine:
             speaker = normalize_speaker(run_input.speaker or Speaker.system())
             drafts.append(
                 MessageDraft(
-                    turn=turn,
+                    turn=0,
                     speaker=speaker,
                     content=run_input.text,
                     origin=Origin.INCOMING,

@@ -27,7 +27,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Final
 
-from parley.server.agents.protocol import AgentCall, AgentFailure, AgentReply
+from parley.server.agents.protocol import AgentCall, AgentFailure, AgentReply, fixed_text
 from parley.server.agents.registry import AgentRegistry
 from parley.server.engine import delivery
 from parley.server.engine.conversation import (
@@ -246,30 +246,40 @@ class Session:
                 self._on_end()
             self._trace.finished(*self._counts, error)
             try:
-                await asyncio.shield(self._store.end_run(self._lease))
-                # Wakes runs queued for this dialogue now rather than at their next poll.
-                await asyncio.shield(
-                    self._store.feed.publish(LogGrew(self.dialogue_id, self._window.head))
-                )
+                await asyncio.shield(self._release())
             except Exception:
                 logger.exception("could not release the run lease of %s", self.dialogue_id)
             self._queue.put_nowait(_End())
 
+    async def _release(self) -> None:
+        await self._store.end_run(self._lease)
+        # Wakes runs queued for this dialogue now rather than at their next poll.
+        await self._store.feed.publish(LogGrew(self.dialogue_id, self._window.head))
+
     async def _run_with_heartbeat(self) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat())
+        # Most runs are over before the first renewal is due: only a timer until then.
+        heartbeat: asyncio.Task[None] | None = None
+
+        def start_heartbeat() -> None:
+            nonlocal heartbeat
+            heartbeat = asyncio.create_task(self._heartbeat())
+
+        timer = asyncio.get_running_loop().call_later(self._lease_ttl / 3, start_heartbeat)
         try:
             await self._run()
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            timer.cancel()
+            if heartbeat is not None:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self._lease_ttl / 3)
             requested = await self._store.renew_run(self._lease, ttl=self._lease_ttl)
             if requested is not None:
                 self.request_stop(requested)
+            await asyncio.sleep(self._lease_ttl / 3)
 
     async def _record_end(self, end: RunEnd) -> None:
         """Marks this turn as cut short in the log, so every reader knows."""
@@ -346,8 +356,8 @@ class Session:
             participant_index=MODERATOR_INDEX,
             options=moderated.agent_options,
             delivered=self._inputs,
-            prompt=prompt,
-            system=prompt,
+            render_prompt=fixed_text(prompt),
+            render_system=fixed_text(prompt),
         )
         trace = self._trace.call(call, self._agents.profile(moderated.agent), sequential=False)
         outcome = await self._invoke(moderated.agent, call, trace)
@@ -390,9 +400,14 @@ class Session:
         head = self._inputs[-1].seq if self._inputs else self._dialogue.message_count
         cursors = [p.cursor for p in called if p.cursor is not None]
         start = min(cursors, default=head)
-        messages = await self._store.read_messages(
-            self.dialogue_id, after_seq=start, through_seq=head
-        )
+        if self._inputs and start >= self._inputs[0].seq - 1:
+            # Everyone had seen the log up to this turn's input, which this run stored
+            # itself (under its lease, so nothing came in between): nothing to read.
+            messages: Sequence[Message] = self._inputs[start - self._inputs[0].seq + 1 :]
+        else:
+            messages = await self._store.read_messages(
+                self.dialogue_id, after_seq=start, through_seq=head
+            )
         self._window = delivery.LogWindow(messages, head)
 
     async def _delivery_for(self, participant: Participant) -> tuple[list[Message], int]:
@@ -432,8 +447,10 @@ class Session:
             participant_index=index,
             options=participant.agent_options,
             delivered=delivered,
-            prompt=render_prompt(self._dialogue, participant, delivered),
-            system=render_system(self._dialogue, participant),
+            # Not cached: the system text is (per dialogue value), and the rest is read
+            # about once a call, by the backends that need it.
+            render_prompt=functools.partial(render_prompt, self._dialogue, participant, delivered),
+            render_system=functools.partial(render_system, self._dialogue, participant),
             history=functools.partial(self._history, participant, through),
         )
         trace = self._trace.call(
@@ -474,7 +491,8 @@ class Session:
         """One agent call, failures returned, not raised.
 
         The registry's agents apply the profile's per-attempt timeout and retries
-        themselves; `call_deadline` bounds the whole call only as a last resort.
+        themselves, so a call is bounded without a timer of ours; the run's deadline
+        adds one only when it is nearer than the longest such call.
         """
         profile = self._agents.profile(agent)
         if profile is None or not profile.available:
@@ -484,28 +502,31 @@ class Session:
                 f"agent profile {agent!r} is not available on this server"
                 + (f": {reason}" if reason else ""),
             )
-        timeout = profile.call_deadline
+        timeout = None
         if self._deadline is not None:
             remaining = self._deadline - time.monotonic()
             if remaining <= 0:
                 return AgentFailure(
                     "RUN_DEADLINE_EXCEEDED", "the run's deadline passed before this call"
                 )
-            timeout = min(timeout, remaining)
+            if remaining < profile.call_deadline:
+                timeout = remaining
         try:
             with trace.scope():
-                async with asyncio.timeout(timeout):
+                if timeout is None:
                     reply = await self._agents.agent(agent).execute(call)
+                else:
+                    async with asyncio.timeout(timeout) as bound:
+                        reply = await self._agents.agent(agent).execute(call)
         except AgentFailure as failure:
             return failure
         except TimeoutError:
-            if timeout < profile.call_deadline:
+            if timeout is not None and bound.expired():
                 return AgentFailure(
                     "RUN_DEADLINE_EXCEEDED", "the run's deadline passed during this call"
                 )
-            return AgentFailure(
-                "AGENT_TIMEOUT", f"no reply within {profile.call_deadline:g} s", retryable=True
-            )
+            # A backend's own timeout that escaped it: as retryable as ours.
+            return AgentFailure("AGENT_TIMEOUT", "the agent call timed out", retryable=True)
         except Exception:
             logger.exception("agent profile %r failed for %s", agent, call.persona.name)
             return AgentFailure("AGENT_ERROR", "the agent call failed")

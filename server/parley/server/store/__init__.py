@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from parley.server.store.memory import MemoryStore
-from parley.server.store.protocol import RunLease, Store
+from parley.server.store.protocol import RunLease, RunStart, Store
 from parley.server.store.sqlite import SQLiteStore
 
-__all__ = ["MemoryStore", "RunLease", "SQLiteStore", "Store", "open_store"]
+__all__ = ["MemoryStore", "RunLease", "RunStart", "SQLiteStore", "Store", "open_store"]
 
 _SQLITE_PREFIX = "sqlite://"
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")

@@ -29,7 +29,7 @@ from parley.server.engine.model import (
 )
 from parley.server.store import _errors
 from parley.server.store.feed import CancelMode, LocalFeed, LogGrew
-from parley.server.store.protocol import RunLease
+from parley.server.store.protocol import RunLease, RunStart
 
 # The model's mappings are plain dicts: the store copies every value on the way in and
 # on the way out, so neither the caller's later edits nor edits to what it returned can
@@ -215,19 +215,36 @@ class MemoryStore:
 
     # --- runs -------------------------------------------------------------------------
 
-    async def begin_run(self, dialogue_id: str, *, owner: str, ttl: float) -> RunLease:
+    async def begin_run(
+        self,
+        dialogue_id: str,
+        *,
+        owner: str,
+        ttl: float,
+        inputs: Sequence[MessageDraft] = (),
+        check: Callable[[Dialogue], None] | None = None,
+    ) -> RunStart:
         record = self._record(dialogue_id)
         now = self._clock()
+        if record.lease is not None and record.lease.expires > now:
+            raise _errors.run_in_progress(dialogue_id)
+        if check is not None:
+            check(_copy_dialogue(record.dialogue))
+        latest = record.dialogue.latest_turn
+        turn = latest + 1
+        drafts = [replace(draft, turn=turn) for draft in inputs]
         if record.lease is not None:
-            if record.lease.expires > now:
-                raise _errors.run_in_progress(dialogue_id)
             # Its holder died mid-run: say so in the log before the next turn.
-            self._insert(record, [run_end_notice(record.dialogue.latest_turn, RunEnd.INTERRUPTED)])
+            drafts.insert(0, run_end_notice(latest, RunEnd.INTERRUPTED))
         self._last_token += 1
         record.lease = _Lease(owner=owner, token=self._last_token, expires=now + ttl)
-        turn = record.dialogue.latest_turn + 1
+        messages = self._insert(record, drafts)
         record.dialogue = replace(record.dialogue, latest_turn=turn)
-        return RunLease(dialogue_id=dialogue_id, turn=turn, token=self._last_token, owner=owner)
+        if messages:
+            self._feed.dispatch(LogGrew(dialogue_id, messages[-1].seq))
+        lease = RunLease(dialogue_id=dialogue_id, turn=turn, token=self._last_token, owner=owner)
+        stored = messages[len(messages) - len(inputs) :]
+        return RunStart(lease, _copy_dialogue(record.dialogue), [_copy_message(m) for m in stored])
 
     async def renew_run(self, lease: RunLease, *, ttl: float) -> CancelMode | None:
         _, held = self._current(lease)

@@ -58,7 +58,7 @@ from parley.server.store.feed import (
     LogGrew,
     RunEvent,
 )
-from parley.server.store.protocol import RunLease
+from parley.server.store.protocol import RunLease, RunStart
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -197,6 +197,15 @@ _CONNECTION_FAILED = (
 def _now(param: int) -> str:
     """The lease clock in SQL: the database's, unless a test fixed it in `$param`."""
     return f"coalesce(to_timestamp(${param}::float8), clock_timestamp())"
+
+
+class _Refused(Exception):
+    """Carries what a caller's `check` raised past the retries (which would take an
+    OSError or a TimeoutError for a failed connection) to be raised as it was."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 def _unavailable() -> errors.Unavailable:
@@ -664,15 +673,20 @@ class PostgresStore:
 
     # --- reading dialogues ------------------------------------------------------------
 
-    @staticmethod
-    async def _load(conn: Connection, dialogue_id: str) -> Dialogue:
+    @classmethod
+    async def _load(cls, conn: Connection, dialogue_id: str) -> Dialogue:
         row = await conn.fetchrow("SELECT * FROM dialogues WHERE id = $1", dialogue_id)
         if row is None:
             raise errors.dialogue_not_found(dialogue_id)
+        return await cls._dialogue(conn, row)
+
+    @staticmethod
+    async def _dialogue(conn: Connection, row: asyncpg.Record) -> Dialogue:
+        """The dialogue of a `SELECT *` row of `dialogues`, with its participants."""
         participants = await conn.fetch(
             f"SELECT {records.PARTICIPANT_COLUMNS} FROM participants"
             " WHERE dialogue_id = $1 ORDER BY position",
-            dialogue_id,
+            row["id"],
         )
         return records.dialogue_from_row(
             row, [records.participant_from_row(p) for p in participants], _aware
@@ -833,57 +847,82 @@ class PostgresStore:
 
     # --- runs -------------------------------------------------------------------------
 
-    async def begin_run(self, dialogue_id: str, *, owner: str, ttl: float) -> RunLease:
+    async def begin_run(
+        self,
+        dialogue_id: str,
+        *,
+        owner: str,
+        ttl: float,
+        inputs: Sequence[MessageDraft] = (),
+        check: Callable[[Dialogue], None] | None = None,
+    ) -> RunStart:
         notified: list[LogGrew] = []
 
-        async def begin(conn: Connection) -> RunLease:
+        async def begin(conn: Connection) -> RunStart:
             notified.clear()
             row = await conn.fetchrow(
-                "SELECT latest_turn, message_count, clock_timestamp() AS now,"
-                f" lease_owner IS NOT NULL AS held, lease_expires > {_now(2)} AS live"
-                " FROM dialogues WHERE id = $1 FOR UPDATE",
+                "SELECT *, clock_timestamp() AS now, lease_owner IS NOT NULL AS held,"
+                f" lease_expires > {_now(2)} AS live FROM dialogues WHERE id = $1 FOR UPDATE",
                 dialogue_id,
                 self._lease_clock(),
             )
             if row is None:
                 raise errors.dialogue_not_found(dialogue_id)
+            if row["held"] and row["live"]:
+                raise _errors.run_in_progress(dialogue_id)
+            dialogue = await self._dialogue(conn, row)
+            if check is not None:
+                try:
+                    check(dialogue)
+                except Exception as error:
+                    raise _Refused(error) from None
+            turn = dialogue.latest_turn + 1
+            drafts = [replace(draft, turn=turn) for draft in inputs]
             if row["held"]:
-                if row["live"]:
-                    raise _errors.run_in_progress(dialogue_id)
-                # Its holder died mid-run: say so in the log before the next turn.
-                notice = run_end_notice(row["latest_turn"], RunEnd.INTERRUPTED)
-                [message] = await self._insert(
-                    conn, dialogue_id, [notice], row["message_count"], row["now"]
-                )
-                notified.append(LogGrew(dialogue_id, message.seq))
+                # Its holder died mid-run: say so in the log before the next turn. The
+                # keys of its appends go: no retry of them can come any more. The
+                # messages stored here need none, since begin_run is never retried
+                # after a failed connection.
+                drafts.insert(0, run_end_notice(dialogue.latest_turn, RunEnd.INTERRUPTED))
                 await conn.execute("DELETE FROM append_keys WHERE dialogue_id = $1", dialogue_id)
-            granted = await conn.fetchrow(
+            token = await conn.fetchval(
                 f"""
                 UPDATE dialogues
-                SET latest_turn = latest_turn + 1, lease_owner = $2,
+                SET latest_turn = $2, lease_owner = $3,
                     lease_token = nextval('lease_tokens'),
-                    lease_expires = {_now(3)} + make_interval(secs => $4),
+                    lease_expires = {_now(4)} + make_interval(secs => $5),
                     cancel_requested = NULL
                 WHERE id = $1
-                RETURNING latest_turn, lease_token
+                RETURNING lease_token
                 """,
                 dialogue_id,
+                turn,
                 owner,
                 self._lease_clock(),
                 ttl,
             )
-            assert granted is not None  # the row is locked
-            return RunLease(
-                dialogue_id=dialogue_id,
-                turn=granted["latest_turn"],
-                token=granted["lease_token"],
-                owner=owner,
+            assert token is not None  # the row is locked
+            messages = await self._insert(
+                conn, dialogue_id, drafts, dialogue.message_count, row["now"]
+            )
+            if messages:
+                notified.append(LogGrew(dialogue_id, messages[-1].seq))
+            return RunStart(
+                lease=RunLease(dialogue_id=dialogue_id, turn=turn, token=token, owner=owner),
+                dialogue=records.opened_dialogue(dialogue, turn, messages, row["now"]),
+                inputs=messages[len(messages) - len(inputs) :],
             )
 
-        lease = await self._attempt(begin, repeatable=False)
-        for item in notified:
-            self._feed.dispatch(item)
-        return lease
+        try:
+            start = await self._attempt(begin, repeatable=False)
+        except _Refused as refused:
+            error = refused.error
+        else:
+            for item in notified:
+                self._feed.dispatch(item)
+            return start
+        # Raised outside the handler, so the caller's exception reaches it untouched.
+        raise error
 
     async def renew_run(self, lease: RunLease, *, ttl: float) -> CancelMode | None:
         async def renew(conn: Connection) -> CancelMode | None:

@@ -8,7 +8,7 @@ a fencing token that every append checks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -29,6 +29,18 @@ class RunLease:
     turn: int
     token: int
     owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """What `begin_run` returns: the lease, the dialogue as of the new turn, the stored input."""
+
+    lease: RunLease
+    # Read in the same transaction: latest_turn is lease.turn and message_count the last
+    # seq, after the input (and after an interrupted notice, if one was written).
+    dialogue: Dialogue
+    # The stored input messages, in order; empty when no inputs were given.
+    inputs: list[Message]
 
 
 class Feed(Protocol):
@@ -94,12 +106,27 @@ class Store(Protocol):
         """Removes a participant; its messages stay in the log."""
         ...
 
-    async def begin_run(self, dialogue_id: str, *, owner: str, ttl: float) -> RunLease:
-        """Takes the dialogue's run lease for `ttl` seconds and opens turn latest+1.
+    async def begin_run(
+        self,
+        dialogue_id: str,
+        *,
+        owner: str,
+        ttl: float,
+        inputs: Sequence[MessageDraft] = (),
+        check: Callable[[Dialogue], None] | None = None,
+    ) -> RunStart:
+        """Takes the dialogue's run lease for `ttl` seconds, opens turn latest+1 and
+        stores `inputs` as its first messages, all in one transaction.
+
+        The inputs' `turn` is set to the new turn, whatever the drafts say. `check`, when
+        given, is called in the transaction with the dialogue as read under the lease,
+        before anything is written; whatever it raises aborts the call (no lease taken,
+        nothing stored) and propagates unchanged.
 
         Raises `RunInProgress` while another unexpired lease is held. Taking over an
         expired lease appends `run_end_notice(old turn, INTERRUPTED)` first: its holder
-        died mid-run. An expired lease stays usable by its holder until then.
+        died mid-run. An expired lease stays usable by its holder until then. Like
+        `append`, publishes `LogGrew` after it commits when it stored any message.
         """
         ...
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -157,6 +158,19 @@ def dialogue_from_row(
         create_time=from_time(row["create_time"]),
         update_time=from_time(row["update_time"]),
     )
+
+
+def opened_dialogue(
+    dialogue: Dialogue, turn: int, appended: Sequence[Message], now: datetime
+) -> Dialogue:
+    """`dialogue`, as read under the lease by `begin_run`, as that transaction leaves it:
+    turn `turn` open and `appended` (an interrupted notice, the inputs) written at `now`.
+
+    It saves reading the dialogue again after the writes.
+    """
+    if not appended:
+        return replace(dialogue, latest_turn=turn)
+    return replace(dialogue, latest_turn=turn, message_count=appended[-1].seq, update_time=now)
 
 
 def message_values(

@@ -38,7 +38,7 @@ from parley.server.engine.model import (
 )
 from parley.server.store import _errors, records
 from parley.server.store.feed import CancelMode, LocalFeed, LogGrew
-from parley.server.store.protocol import RunLease
+from parley.server.store.protocol import RunLease, RunStart
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -282,7 +282,11 @@ class _Database:
         row = self._conn.execute("SELECT * FROM dialogues WHERE id = ?", (dialogue_id,)).fetchone()
         if row is None:
             raise errors.dialogue_not_found(dialogue_id)
-        return records.dialogue_from_row(row, self._participants(dialogue_id), _from_micros)
+        return self._dialogue(row)
+
+    def _dialogue(self, row: sqlite3.Row) -> Dialogue:
+        """The dialogue of a `SELECT *` row of `dialogues`, with its participants."""
+        return records.dialogue_from_row(row, self._participants(row["id"]), _from_micros)
 
     def _require(self, dialogue_id: str) -> None:
         if self._conn.execute("SELECT 1 FROM dialogues WHERE id = ?", (dialogue_id,)).fetchone():
@@ -421,35 +425,45 @@ class _Database:
         self._conn.execute("UPDATE lease_counter SET last_token = last_token + 1")
         return int(self._conn.execute("SELECT last_token FROM lease_counter").fetchone()[0])
 
-    def begin_run(self, dialogue_id: str, owner: str, ttl: float) -> RunLease:
+    def begin_run(
+        self,
+        dialogue_id: str,
+        owner: str,
+        ttl: float,
+        inputs: Sequence[MessageDraft],
+        check: Callable[[Dialogue], None] | None,
+    ) -> tuple[RunStart, int | None]:
+        """The run's start, and the new log head when it stored messages."""
         conn = self._conn
         with _transaction(conn, write=True):
-            row = conn.execute(
-                "SELECT latest_turn, message_count, lease_owner, lease_expires"
-                " FROM dialogues WHERE id = ?",
-                (dialogue_id,),
-            ).fetchone()
+            row = conn.execute("SELECT * FROM dialogues WHERE id = ?", (dialogue_id,)).fetchone()
             if row is None:
                 raise errors.dialogue_not_found(dialogue_id)
             now = self._clock()
-            if row["lease_owner"] is not None:
-                if row["lease_expires"] > now:
-                    raise _errors.run_in_progress(dialogue_id)
+            held = row["lease_owner"] is not None
+            if held and row["lease_expires"] > now:
+                raise _errors.run_in_progress(dialogue_id)
+            dialogue = self._dialogue(row)
+            if check is not None:
+                check(dialogue)
+            turn = dialogue.latest_turn + 1
+            drafts = [replace(draft, turn=turn) for draft in inputs]
+            if held:
                 # Its holder died mid-run: say so in the log before the next turn.
-                notice = run_end_notice(row["latest_turn"], RunEnd.INTERRUPTED)
-                self._insert(dialogue_id, [notice], row["message_count"], row["latest_turn"])
+                drafts.insert(0, run_end_notice(dialogue.latest_turn, RunEnd.INTERRUPTED))
             lease = RunLease(
-                dialogue_id=dialogue_id,
-                turn=row["latest_turn"] + 1,
-                token=self._next_token(),
-                owner=owner,
+                dialogue_id=dialogue_id, turn=turn, token=self._next_token(), owner=owner
             )
             conn.execute(
                 "UPDATE dialogues SET latest_turn = ?, lease_owner = ?, lease_token = ?,"
                 " lease_expires = ?, cancel_requested = NULL WHERE id = ?",
-                (lease.turn, owner, lease.token, now + ttl, dialogue_id),
+                (turn, owner, lease.token, now + ttl, dialogue_id),
             )
-            return lease
+            written = utcnow()
+            messages = self._insert(dialogue_id, drafts, dialogue.message_count, turn, written)
+        dialogue = records.opened_dialogue(dialogue, turn, messages, written)
+        stored = messages[len(messages) - len(inputs) :]
+        return RunStart(lease, dialogue, stored), messages[-1].seq if messages else None
 
     def renew_run(self, lease: RunLease, ttl: float) -> CancelMode | None:
         with _transaction(self._conn, write=True):
@@ -519,11 +533,14 @@ class _Database:
         drafts: Sequence[MessageDraft],
         message_count: int,
         latest_turn: int,
+        now: datetime | None = None,
     ) -> list[Message]:
-        """Inserts messages after seq `message_count`; only inside a write transaction."""
+        """Inserts messages after seq `message_count`, at `now` (by default the current
+        time); only inside a write transaction."""
         if not drafts:
             return []
-        now = utcnow()
+        if now is None:
+            now = utcnow()
         messages = [
             replace(Message.from_draft(draft, seq, now), metadata=dict(draft.metadata))
             for seq, draft in enumerate(drafts, start=message_count + 1)
@@ -697,8 +714,22 @@ class SQLiteStore:
     async def remove_participant(self, dialogue_id: str, name: str) -> Dialogue:
         return await self._run(self._database().remove_participant, dialogue_id, name)
 
-    async def begin_run(self, dialogue_id: str, *, owner: str, ttl: float) -> RunLease:
-        return await self._run(self._database().begin_run, dialogue_id, owner, ttl)
+    async def begin_run(
+        self,
+        dialogue_id: str,
+        *,
+        owner: str,
+        ttl: float,
+        inputs: Sequence[MessageDraft] = (),
+        check: Callable[[Dialogue], None] | None = None,
+    ) -> RunStart:
+        # `check` runs on the worker thread, inside the transaction.
+        start, head = await self._run(
+            self._database().begin_run, dialogue_id, owner, ttl, inputs, check
+        )
+        if head is not None:
+            await self._feed.publish(LogGrew(dialogue_id, head))
+        return start
 
     @property
     def feed(self) -> LocalFeed:
