@@ -1,20 +1,26 @@
 """`SQLiteStore`: the embedded default store, one SQLite file served by one process.
 
-All SQLite work happens on one worker thread owned by the store, through one connection
-created on that thread: the event loop never blocks on disk, and operations are
-serialised, so each method's transaction sees no interleaving from this process. The
-file runs in WAL mode with `synchronous=NORMAL`: a committed transaction survives a crash
-of the process (not necessarily of the machine), which is the durability we promise.
+The store has one connection, used by one thread at a time. A call runs right on the
+event loop when the connection is free: in WAL mode with `synchronous=NORMAL` a commit
+writes to the WAL without waiting for the disk, so a turn's statements take tens of
+microseconds, while handing them to a thread and back cost several times that (and the
+GIL hand-offs slowed the loop besides). What can wait goes to the store's worker thread
+instead, so the loop never does: checkpoints (the fsyncs), calls that find the file
+locked by another process (the loop's attempts never wait for a lock), calls made while
+the worker holds the connection, and calls whose work grows with the data (deleting
+dialogues, long reads, large appends), during which SQLite releases the GIL.
 
-Because a file belongs to one process, `open()` releases every lease it finds: they were
-left by a process that died. Lease expiry is measured on the wall clock, the only clock
-two processes would share.
+A committed transaction survives a crash of the process (not necessarily of the
+machine), which is the durability we promise. Because a file belongs to one process,
+`open()` releases every lease it finds: they were left by a process that died. Lease
+expiry is measured on the wall clock, the only clock two processes would share.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import queue
 import sqlite3
 import threading
@@ -39,6 +45,8 @@ from parley.server.engine.model import (
 from parley.server.store import _errors, records
 from parley.server.store.feed import CancelMode, LocalFeed, LogGrew
 from parley.server.store.protocol import RunLease, RunStart
+
+logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -120,6 +128,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _BUSY_TIMEOUT_MS = 5_000
+# Calls on the event loop read or append at most this many messages; more go to the
+# worker thread.
+_INLINE_MESSAGES = 256
+# Rows written between two checkpoints (the WAL grows with them).
+_CHECKPOINT_EVERY = 1_000
 
 # Matches a dialogue row whose lease `token` is current: the dialogue still holds it, so
 # it was neither released nor taken over. Expiry alone only makes a takeover possible.
@@ -200,10 +213,17 @@ def _transaction(conn: sqlite3.Connection, *, write: bool = False) -> Iterator[N
     conn.execute("COMMIT")
 
 
+def _is_busy(error: sqlite3.Error) -> bool:
+    """The file is locked by another connection (SQLITE_BUSY and its extended codes)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
+
+
 class _Database:
     """The synchronous store: one connection, one transaction per method.
 
-    Only the store's worker thread may call it (sqlite3 enforces this).
+    One thread at a time may call it: `SQLiteStore` hands the connection to the event
+    loop or to its worker thread, never to both.
     """
 
     def __init__(self, path: str, clock: Callable[[], float]) -> None:
@@ -211,12 +231,15 @@ class _Database:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         # isolation_level=None: no implicit transactions; _transaction says where they are.
-        self._conn = sqlite3.connect(path, isolation_level=None)
+        # check_same_thread=False: the loop and the worker take turns (see SQLiteStore).
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
         try:
             self._configure()
             self._migrate()
             self._release_leases()
+            # From now on the loop may call, and it must never wait for a lock.
+            self.patient(False)
         except BaseException:
             self._conn.close()
             raise
@@ -228,7 +251,23 @@ class _Database:
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute("PRAGMA foreign_keys = ON")
-        self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        # No automatic checkpoints inside commits: they fsync, so the worker runs them.
+        self._conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self.patient(True)
+
+    def patient(self, wait: bool) -> None:
+        """Whether a locked file is waited for (on the worker) or fails at once (on the
+        loop, which then hands the call to the worker)."""
+        self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS if wait else 0}")
+
+    def checkpoint(self) -> None:
+        """Copies the WAL into the database file; never blocks writers (PASSIVE)."""
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    @property
+    def changes(self) -> int:
+        """Rows inserted, updated or deleted through this connection so far."""
+        return self._conn.total_changes
 
     def _migrate(self) -> None:
         conn = self._conn
@@ -591,17 +630,14 @@ class _Database:
 
 
 class _Worker:
-    """The store's one thread: runs calls in order and hands each result back to the
-    event loop that asked.
-
-    A round trip costs one queue put and one `call_soon_threadsafe`: half of what
-    `run_in_executor` on a one-thread pool costs (about 30 against 60 us here), and every
-    store call pays it. Like the pool, a call cancelled before it starts is skipped.
-    """
+    """The store's thread: runs calls in order and hands each result back to the event
+    loop that asked. Like a one-thread pool, a call cancelled before it starts is
+    skipped; a round trip costs one queue put and one `call_soon_threadsafe`."""
 
     def __init__(self) -> None:
         self._calls: queue.SimpleQueue[
-            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[], Any]] | None
+            tuple[asyncio.AbstractEventLoop | None, asyncio.Future[Any] | None, Callable[[], Any]]
+            | None
         ] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="parley-sqlite", daemon=True)
         self._thread.start()
@@ -612,6 +648,10 @@ class _Worker:
         self._calls.put((loop, future, call))
         return await future
 
+    def submit(self, call: Callable[[], object]) -> None:
+        """Runs `call` without waiting for it; an error is logged."""
+        self._calls.put((None, None, call))
+
     def stop(self) -> None:
         """Ends the thread once the calls already queued have run."""
         self._calls.put(None)
@@ -620,6 +660,12 @@ class _Worker:
     def _serve(self) -> None:
         while (item := self._calls.get()) is not None:
             loop, future, call = item
+            if future is None or loop is None:
+                try:
+                    call()
+                except Exception:
+                    logger.exception("a background SQLite call failed")
+                continue
             if future.cancelled():
                 continue
             try:
@@ -653,13 +699,91 @@ class SQLiteStore:
         self._clock = clock
         self._worker: _Worker | None = None
         self._db: _Database | None = None
+        # Held by whichever thread uses the connection: the loop only ever tries it, and
+        # waits for `_freed` (set by the worker) when it is taken. The loop also lets a
+        # waiting worker go first: it would otherwise get the connection only by luck,
+        # and checkpoints falling behind let the WAL grow without bound.
+        self._connection = threading.Lock()
+        self._worker_waiting = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._freed = asyncio.Event()
+        self._checkpointed_at = 0
+        self._checkpoint_queued = False
         # One process serves a SQLite file, so an in-process feed reaches every watcher.
         self._feed = LocalFeed()
 
     async def _run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        if self._worker is None:
+        """Runs `fn` on the loop, once the worker is not using the connection."""
+        db = self._database()
+        while not self._take_connection():
+            self._freed.clear()
+            if self._take_connection():  # freed in between
+                break
+            await self._freed.wait()
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error):
+                raise
+            # Locked by another process: the worker waits for it, the loop must not.
+        finally:
+            self._connection.release()
+            self._checkpoint_if_due(db)
+        return await self._run_on_worker(fn, *args, **kwargs)
+
+    async def _run_on_worker(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Runs `fn` on the worker thread: for calls that may take a while."""
+        worker, db = self._require_open()
+        try:
+            return await worker.run(functools.partial(self._patiently, db, fn, *args, **kwargs))
+        finally:
+            self._checkpoint_if_due(db)
+
+    def _patiently(
+        self, db: _Database, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        self._worker_waiting += 1
+        try:
+            with self._connection:
+                self._worker_waiting -= 1
+                db.patient(True)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    db.patient(False)
+        finally:
+            if self._loop is not None:  # calls on the loop may be waiting for it
+                self._loop.call_soon_threadsafe(self._freed.set)
+
+    def _take_connection(self) -> bool:
+        return not self._worker_waiting and self._connection.acquire(blocking=False)
+
+    def _close(self, db: _Database) -> None:
+        with self._connection:
+            db.close()
+
+    def _checkpoint_if_due(self, db: _Database) -> None:
+        worker = self._worker
+        if (
+            worker is None
+            or self._checkpoint_queued
+            or db.changes - self._checkpointed_at < _CHECKPOINT_EVERY
+        ):
+            return
+        self._checkpoint_queued = True
+        self._checkpointed_at = db.changes
+        worker.submit(functools.partial(self._checkpoint, db))
+
+    def _checkpoint(self, db: _Database) -> None:
+        try:
+            self._patiently(db, db.checkpoint)
+        finally:
+            self._checkpoint_queued = False
+
+    def _require_open(self) -> tuple[_Worker, _Database]:
+        if self._worker is None or self._db is None:
             raise RuntimeError("the SQLite store is not open")
-        return await self._worker.run(functools.partial(fn, *args, **kwargs))
+        return self._worker, self._db
 
     def _database(self) -> _Database:
         if self._db is None:
@@ -670,9 +794,10 @@ class SQLiteStore:
         if self._worker is not None:
             return
         self._worker = _Worker()
+        self._loop = asyncio.get_running_loop()
         try:
-            # Created on the worker thread: sqlite3 ties a connection to its thread.
-            self._db = await self._run(_Database, self._path, self._clock)
+            # Opening and migrating touch the disk: on the worker.
+            self._db = await self._worker.run(functools.partial(_Database, self._path, self._clock))
         except BaseException:
             self._worker.stop()
             self._worker = None
@@ -684,9 +809,10 @@ class SQLiteStore:
             return
         try:
             if db is not None:
-                await self._run(db.close)
+                # After any checkpoint still queued; the loop cannot be using it meanwhile.
+                await worker.run(functools.partial(self._close, db))
         finally:
-            self._worker = self._db = None
+            self._worker = self._db = self._loop = None
             # The worker is idle once close() ran on it, so this returns at once.
             worker.stop()
 
@@ -703,10 +829,10 @@ class SQLiteStore:
         return await self._run(self._database().update_dialogue, dialogue)
 
     async def delete_dialogue(self, dialogue_id: str) -> None:
-        await self._run(self._database().delete_dialogue, dialogue_id)
+        await self._run_on_worker(self._database().delete_dialogue, dialogue_id)
 
     async def expire_dialogues(self, older_than: datetime) -> int:
-        return await self._run(self._database().expire_dialogues, older_than)
+        return await self._run_on_worker(self._database().expire_dialogues, older_than)
 
     async def add_participant(self, dialogue_id: str, participant: Participant) -> Dialogue:
         return await self._run(self._database().add_participant, dialogue_id, participant)
@@ -723,7 +849,7 @@ class SQLiteStore:
         inputs: Sequence[MessageDraft] = (),
         check: Callable[[Dialogue], None] | None = None,
     ) -> RunStart:
-        # `check` runs on the worker thread, inside the transaction.
+        # `check` runs inside the transaction, on the loop or the worker thread.
         start, head = await self._run(
             self._database().begin_run, dialogue_id, owner, ttl, inputs, check
         )
@@ -752,7 +878,8 @@ class SQLiteStore:
         *,
         mention_cursor: int | None = None,
     ) -> list[Message]:
-        messages = await self._run(self._database().append, lease, drafts, cursors, mention_cursor)
+        run = self._run if len(drafts) <= _INLINE_MESSAGES else self._run_on_worker
+        messages = await run(self._database().append, lease, drafts, cursors, mention_cursor)
         if messages:
             await self._feed.publish(LogGrew(lease.dialogue_id, messages[-1].seq))
         return messages
@@ -767,7 +894,13 @@ class SQLiteStore:
         max_turn: int | None = None,
         limit: int | None = None,
     ) -> list[Message]:
-        return await self._run(
+        bounded = (
+            limit
+            if limit is not None
+            else (None if through_seq is None else through_seq - after_seq)
+        )
+        long = bounded is None or bounded > _INLINE_MESSAGES
+        return await (self._run_on_worker if long else self._run)(
             self._database().read_messages,
             dialogue_id,
             after_seq,
