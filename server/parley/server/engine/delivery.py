@@ -10,7 +10,9 @@ joining strategy instead.
 from __future__ import annotations
 
 import bisect
+import collections
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from parley.server.engine.model import (
     Fresh,
@@ -69,15 +71,17 @@ def in_joining_window(strategy: JoiningStrategy | None, message: Message, turn: 
 class LogWindow:
     """The tail of the log a run works with, kept in memory for the run's duration.
 
-    It starts after the lowest cursor among the participants to be called and grows with
-    every message the run appends, so each delivery is a slice of it: nothing per call
-    scans the whole log.
+    It holds every message after seq `start` through `head` (a contiguous stretch of
+    the log): it starts after the lowest cursor among the participants to be called and
+    grows with every message the run appends, so each delivery is a slice of it: nothing
+    per call scans the whole log.
     """
 
-    def __init__(self, messages: Sequence[Message], head: int) -> None:
+    def __init__(self, messages: Sequence[Message], head: int, start: int | None = None) -> None:
         self._messages = list(messages)
         self._seqs = [m.seq for m in self._messages]
         self.head = head
+        self.start = start if start is not None else head - len(self._messages)
 
     def extend(self, messages: Iterable[Message]) -> None:
         for message in messages:
@@ -89,3 +93,68 @@ class LogWindow:
         start = bisect.bisect_right(self._seqs, cursor)
         end = len(self._seqs) if through is None else bisect.bisect_right(self._seqs, through)
         return self._messages[start:end]
+
+    def tail(self, count: int) -> LogWindow:
+        """The last `count` messages as a window of their own."""
+        if count >= len(self._messages):
+            return LogWindow(self._messages, self.head, self.start)
+        kept = self._messages[len(self._messages) - count :]
+        return LogWindow(kept, self.head, kept[0].seq - 1 if kept else self.head)
+
+    @property
+    def size(self) -> int:
+        """Characters held, to bound what a cache of windows keeps."""
+        return sum(len(m.content) for m in self._messages)
+
+
+TailKey = tuple[str, datetime]
+
+
+class LogTails:
+    """The end of each recently run dialogue's log, as its last run left it.
+
+    The next run of a dialogue needs what was written since its participants' lowest
+    cursor: usually just what the previous run wrote, which that run held in memory. The
+    log is append-only, so a kept tail never goes stale; a run uses it only when it ends
+    right where the run's own input begins (no other replica or notice wrote in between).
+    Keyed by dialogue id and creation time (a dialogue deleted and created again under
+    the same id starts afresh) and bounded by dialogues and characters: the least
+    recently run go first, and idle dialogues cost nothing beyond the bounds.
+    """
+
+    def __init__(
+        self, max_dialogues: int = 512, max_messages: int = 256, max_chars: int = 8 * 1024 * 1024
+    ) -> None:
+        self._max_dialogues = max_dialogues
+        self._max_messages = max_messages
+        self._max_chars = max_chars
+        self._chars = 0
+        self._entries: collections.OrderedDict[TailKey, tuple[LogWindow, int]] = (
+            collections.OrderedDict()
+        )
+
+    def messages(self, key: TailKey, after: int, through: int) -> list[Message] | None:
+        """Messages with after < seq <= through, or None when the tail does not hold
+        exactly that stretch's end."""
+        entry = self._entries.get(key)
+        if entry is None or entry[0].head != through or entry[0].start > after:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0].after(after)
+
+    def put(self, key: TailKey, window: LogWindow) -> None:
+        self.discard(key)
+        kept = window.tail(self._max_messages)
+        size = kept.size
+        if size > self._max_chars:
+            return
+        self._entries[key] = (kept, size)
+        self._chars += size
+        while self._chars > self._max_chars or len(self._entries) > self._max_dialogues:
+            _, (_, evicted) = self._entries.popitem(last=False)
+            self._chars -= evicted
+
+    def discard(self, key: TailKey) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._chars -= entry[1]

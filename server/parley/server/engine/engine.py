@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from parley.server.agents.registry import AgentRegistry
 from parley.server.engine.conversation import ConversationCache
+from parley.server.engine.delivery import LogTails
 from parley.server.engine.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -134,6 +135,8 @@ class Engine:
         self._running: dict[str, Session] = {}
         # Chat backends' conversations, extended call after call instead of rebuilt.
         self._conversations = ConversationCache()
+        # The end of each recently run log, so a run need not read back the last one's.
+        self._tails = LogTails()
         self._control: asyncio.Task[None] | None = None
 
     # --- dialogues -------------------------------------------------------------------
@@ -333,6 +336,7 @@ class Engine:
             max_reply_bytes=self.limits.max_message_bytes,
             on_end=functools.partial(self._running.pop, dialogue_id, None),
             conversations=self._conversations,
+            tails=self._tails,
         )
         self._running[dialogue_id] = session
         return session

@@ -133,6 +133,7 @@ class Session:
         deadline: float | None = None,
         on_end: Callable[[], object] | None = None,
         conversations: ConversationCache | None = None,
+        tails: delivery.LogTails | None = None,
         max_reply_bytes: int | None = None,
     ) -> None:
         self._store = store
@@ -171,6 +172,9 @@ class Session:
         self._window = delivery.LogWindow((), 0)
         # Where chat backends' conversations outlive the run (None: rebuilt per call).
         self._conversations = conversations
+        # Where the end of the log outlives the run (by default, only for this run).
+        self._tails = tails if tails is not None else delivery.LogTails(max_dialogues=0)
+        self._tail_key = (dialogue.id, dialogue.create_time)
 
     @property
     def turn(self) -> int:
@@ -242,6 +246,8 @@ class Session:
             error = crash
             self._queue.put_nowait(_Crash(crash))
         finally:
+            if self._window.head:  # loaded: what the next run of the dialogue reads first
+                self._tails.put(self._tail_key, self._window)
             if self._on_end is not None:
                 self._on_end()
             self._trace.finished(*self._counts, error)
@@ -400,15 +406,18 @@ class Session:
         head = self._inputs[-1].seq if self._inputs else self._dialogue.message_count
         cursors = [p.cursor for p in called if p.cursor is not None]
         start = min(cursors, default=head)
-        if self._inputs and start >= self._inputs[0].seq - 1:
-            # Everyone had seen the log up to this turn's input, which this run stored
-            # itself (under its lease, so nothing came in between): nothing to read.
-            messages: Sequence[Message] = self._inputs[start - self._inputs[0].seq + 1 :]
+        # This run stored its input itself, under its lease: nothing came in between.
+        before_input = self._inputs[0].seq - 1 if self._inputs else head
+        inputs = self._inputs[max(start - before_input, 0) :]
+        if start >= before_input:  # everyone had seen the log up to the input
+            messages: Sequence[Message] = inputs
+        elif (earlier := self._tails.messages(self._tail_key, start, before_input)) is not None:
+            messages = [*earlier, *inputs]  # what the previous run wrote, kept in memory
         else:
             messages = await self._store.read_messages(
                 self.dialogue_id, after_seq=start, through_seq=head
             )
-        self._window = delivery.LogWindow(messages, head)
+        self._window = delivery.LogWindow(messages, head, start)
 
     async def _delivery_for(self, participant: Participant) -> tuple[list[Message], int]:
         """The messages for this call and the seq its cursor moves to on success."""
