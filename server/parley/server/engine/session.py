@@ -21,11 +21,11 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from parley.server.agents.protocol import AgentCall, AgentFailure, AgentReply, fixed_text
 from parley.server.agents.registry import AgentRegistry
@@ -77,6 +77,8 @@ from parley.server.store.feed import CancelMode, LogGrew, RunEvent
 from parley.server.store.protocol import RunLease, Store
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_LEASE_TTL_S: Final = 30.0
 # participant_index of the moderator's TurnFailed: it is not a participant.
@@ -164,7 +166,9 @@ class Session:
         self._lease_ttl = lease_ttl
         # Set by request_stop (CancelRun or the lease's cancel flag).
         self._stop: CancelMode | None = None
-        self._inflight: set[asyncio.Task[_Outcome]] = set()
+        self._inflight: set[asyncio.Task[Any]] = set()
+        # Set when the deadline passed: calls still in flight were stopped for it.
+        self._expired = False
         self._cut_short = False
         self._completed = False
         self._on_end = on_end
@@ -218,6 +222,13 @@ class Session:
             for task in self._inflight:
                 task.cancel()
 
+    def _expire(self) -> None:
+        """The run's deadline passed: calls in flight fail with RUN_DEADLINE_EXCEEDED,
+        later ones are not made, and the stream still ends with SessionCompleted."""
+        self._expired = True
+        for task in self._inflight:
+            task.cancel()
+
     def __aiter__(self) -> AsyncIterator[SessionEvent]:
         return self._events()
 
@@ -270,11 +281,17 @@ class Session:
             nonlocal heartbeat
             heartbeat = asyncio.create_task(self._heartbeat())
 
-        timer = asyncio.get_running_loop().call_later(self._lease_ttl / 3, start_heartbeat)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self._lease_ttl / 3, start_heartbeat)
+        # One timer for the run's deadline, not one per call: the calls' own timeouts
+        # are the retry wrapper's (loop.time() is time.monotonic(), as the deadline).
+        expiry = None if self._deadline is None else loop.call_at(self._deadline, self._expire)
         try:
             await self._run()
         finally:
             timer.cancel()
+            if expiry is not None:
+                expiry.cancel()
             if heartbeat is not None:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -366,7 +383,8 @@ class Session:
             render_system=fixed_text(prompt),
         )
         trace = self._trace.call(call, self._agents.profile(moderated.agent), sequential=False)
-        outcome = await self._invoke(moderated.agent, call, trace)
+        stopped = await self._in_flight(self._invoke(moderated.agent, call, trace))
+        outcome = self._stopped_call() if stopped is None else stopped
         if isinstance(outcome, AgentReply):
             try:
                 model = parse_decision(outcome.content, self._dialogue)
@@ -500,8 +518,8 @@ class Session:
         """One agent call, failures returned, not raised.
 
         The registry's agents apply the profile's per-attempt timeout and retries
-        themselves, so a call is bounded without a timer of ours; the run's deadline
-        adds one only when it is nearer than the longest such call.
+        themselves, so a call needs no timer of ours; the run's deadline has one timer
+        for all its calls (see `_expire`).
         """
         profile = self._agents.profile(agent)
         if profile is None or not profile.available:
@@ -511,30 +529,17 @@ class Session:
                 f"agent profile {agent!r} is not available on this server"
                 + (f": {reason}" if reason else ""),
             )
-        timeout = None
-        if self._deadline is not None:
-            remaining = self._deadline - time.monotonic()
-            if remaining <= 0:
-                return AgentFailure(
-                    "RUN_DEADLINE_EXCEEDED", "the run's deadline passed before this call"
-                )
-            if remaining < profile.call_deadline:
-                timeout = remaining
+        if self._expired or (self._deadline is not None and time.monotonic() >= self._deadline):
+            return AgentFailure(
+                "RUN_DEADLINE_EXCEEDED", "the run's deadline passed before this call"
+            )
         try:
             with trace.scope():
-                if timeout is None:
-                    reply = await self._agents.agent(agent).execute(call)
-                else:
-                    async with asyncio.timeout(timeout) as bound:
-                        reply = await self._agents.agent(agent).execute(call)
+                reply = await self._agents.agent(agent).execute(call)
         except AgentFailure as failure:
             return failure
         except TimeoutError:
-            if timeout is not None and bound.expired():
-                return AgentFailure(
-                    "RUN_DEADLINE_EXCEEDED", "the run's deadline passed during this call"
-                )
-            # A backend's own timeout that escaped it: as retryable as ours.
+            # A backend's own timeout that escaped it: as retryable as the wrapper's.
             return AgentFailure("AGENT_TIMEOUT", "the agent call timed out", retryable=True)
         except Exception:
             logger.exception("agent profile %r failed for %s", agent, call.persona.name)
@@ -603,13 +608,43 @@ class Session:
 
     def _cancelled(self, participant: Participant, *, called: bool) -> _Failed:
         """The outcome of a participant the run was stopped for."""
-        self._cut_short = True
-        when = "during its call" if called else "before it was called"
-        failure = AgentFailure(
-            "RUN_CANCELLED", f"the run was cancelled {when}", retryable=True, attempts=int(called)
-        )
+        failure = self._stopped_call() if called else self._not_called()
         index = self._indexes[participant.name]
         return _Failed(participant, index, failure, NULL_CALL_TRACE)
+
+    def _stopped_call(self) -> AgentFailure:
+        """Why a call in flight was stopped: the deadline, or else a cancellation."""
+        if self._stop is None and self._expired:
+            return AgentFailure(
+                "RUN_DEADLINE_EXCEEDED", "the run's deadline passed during this call"
+            )
+        self._cut_short = True
+        return AgentFailure(
+            "RUN_CANCELLED", "the run was cancelled during its call", retryable=True
+        )
+
+    def _not_called(self) -> AgentFailure:
+        self._cut_short = True
+        return AgentFailure(
+            "RUN_CANCELLED",
+            "the run was cancelled before it was called",
+            retryable=True,
+            attempts=0,
+        )
+
+    async def _in_flight(self, call: Coroutine[object, object, T]) -> T | None:
+        """Runs one call as a task the run can stop; None when it was stopped."""
+        task = asyncio.create_task(call)
+        self._inflight.add(task)
+        try:
+            # wait(), not await: a call stopped by request_stop or the deadline must
+            # not look like the run itself being cancelled.
+            await asyncio.wait({task})
+        finally:
+            self._inflight.discard(task)
+            if not task.done():  # the run itself is being cancelled
+                task.cancel()
+        return None if task.cancelled() else task.result()
 
     async def _run_sequential(self, called: Sequence[Participant]) -> tuple[int, int]:
         turns = failures = 0
@@ -618,22 +653,10 @@ class Session:
                 outcome: _Outcome = self._cancelled(participant, called=False)
             else:
                 delivered, through = await self._delivery_for(participant)
-                task = asyncio.create_task(
+                result = await self._in_flight(
                     self._call(participant, delivered, through, sequential=True)
                 )
-                self._inflight.add(task)
-                try:
-                    # wait(), not await: a call cancelled by request_stop must not look
-                    # like the run itself being cancelled.
-                    await asyncio.wait({task})
-                finally:
-                    self._inflight.discard(task)
-                    if not task.done():  # the run itself is being cancelled
-                        task.cancel()
-                if task.cancelled():
-                    outcome = self._cancelled(participant, called=True)
-                else:
-                    outcome = task.result()
+                outcome = self._cancelled(participant, called=True) if result is None else result
             for event in (await self._store_replies([outcome])).values():
                 await self._emit(event)
                 turns, failures = _count(event, turns, failures)
