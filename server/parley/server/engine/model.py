@@ -113,6 +113,7 @@ class Message:
 
     @classmethod
     def from_draft(cls, draft: MessageDraft, seq: int, create_time: datetime) -> Message:
+        """The stored message; its metadata is a copy, not the draft's mapping."""
         return cls(
             seq=seq,
             turn=draft.turn,
@@ -123,7 +124,7 @@ class Message:
             type=draft.type,
             custom_type=draft.custom_type,
             attachments=draft.attachments,
-            metadata=draft.metadata,
+            metadata=dict(draft.metadata),
             delivered_through=draft.delivered_through,
         )
 

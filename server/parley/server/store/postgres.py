@@ -1067,7 +1067,7 @@ class PostgresStore:
         if not drafts:
             return []
         messages = [
-            replace(Message.from_draft(_storable(draft), seq, now), metadata=dict(draft.metadata))
+            Message.from_draft(_storable(draft), seq, now)
             for seq, draft in enumerate(drafts, start=message_count + 1)
         ]
         await conn.executemany(

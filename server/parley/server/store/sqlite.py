@@ -581,7 +581,7 @@ class _Database:
         if now is None:
             now = utcnow()
         messages = [
-            replace(Message.from_draft(draft, seq, now), metadata=dict(draft.metadata))
+            Message.from_draft(draft, seq, now)
             for seq, draft in enumerate(drafts, start=message_count + 1)
         ]
         self._conn.executemany(
