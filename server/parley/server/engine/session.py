@@ -669,6 +669,17 @@ class Session:
         calls = [(p, *await self._delivery_for(p)) for p in called]
         ready: dict[int, Event] = {}
         next_to_emit = 0
+        loop = asyncio.get_running_loop()
+        # Calls that finished since the driver last looked, and a future that wakes it.
+        # (asyncio.wait would add and remove a callback on every pending call each time.)
+        finished: list[asyncio.Task[_Outcome]] = []
+        woken: asyncio.Future[None] | None = None
+
+        def on_done(task: asyncio.Task[_Outcome]) -> None:
+            finished.append(task)
+            if woken is not None and not woken.done():
+                woken.set_result(None)
+
         async with asyncio.TaskGroup() as group:
             pending: dict[asyncio.Task[_Outcome], Participant] = {}
             for participant, delivered, through in calls:
@@ -680,11 +691,15 @@ class Session:
                 task = group.create_task(
                     self._call(participant, delivered, through, sequential=False)
                 )
+                task.add_done_callback(on_done)
                 pending[task] = participant
                 self._inflight.add(task)
             while pending or ready:
                 if pending:
-                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    if not finished:
+                        woken = loop.create_future()
+                        await woken
+                    done, finished[:] = list(finished), []
                     # Replies that finished together are stored and emitted in
                     # participant order, so ties never depend on scheduling.
                     outcomes = sorted(

@@ -213,6 +213,13 @@ def _transaction(conn: sqlite3.Connection, *, write: bool = False) -> Iterator[N
     conn.execute("COMMIT")
 
 
+def _by_value(cursors: Mapping[str, int]) -> dict[int, list[str]]:
+    names: dict[int, list[str]] = {}
+    for name, cursor in cursors.items():
+        names.setdefault(cursor, []).append(name)
+    return names
+
+
 def _is_busy(error: sqlite3.Error) -> bool:
     """The file is locked by another connection (SQLITE_BUSY and its extended codes)."""
     code = getattr(error, "sqlite_errorcode", None)
@@ -553,11 +560,13 @@ class _Database:
             if row is None:
                 raise _errors.lease_lost(dialogue_id)
             messages = self._insert(dialogue_id, drafts, row["message_count"], row["latest_turn"])
-            if cursors:
-                # Names no longer in the dialogue match no row: ignored, as promised.
-                conn.executemany(
-                    "UPDATE participants SET cursor = ? WHERE dialogue_id = ? AND name = ?",
-                    ((cursor, dialogue_id, name) for name, cursor in cursors.items()),
+            # Names no longer in the dialogue match no row: ignored, as promised. One
+            # statement per cursor value: replies stored together usually share one.
+            for cursor, names in _by_value(cursors or {}).items():
+                conn.execute(
+                    "UPDATE participants SET cursor = ? WHERE dialogue_id = ? AND name IN"
+                    f" ({', '.join('?' * len(names))})",
+                    (cursor, dialogue_id, *names),
                 )
             if mention_cursor is not None:
                 conn.execute(
