@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from parley.server.agents.protocol import Agent, AgentCall, AgentFailure, AgentReply
+from parley.server.agents.timeouts import SharedTimeouts
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class RetryingAgent:
     ) -> None:
         self.agent = agent
         self._timeout = timeout
+        # Calls made together share timers (their deadlines fall in the same slot).
+        self._timeouts = SharedTimeouts()
         self._policy = policy
         self._sleep = sleep
         self._uniform = uniform
@@ -86,15 +89,17 @@ class RetryingAgent:
             await self._sleep(delay)
 
     async def _attempt(self, call: AgentCall) -> AgentReply:
+        deadline = self._timeouts.start(self._timeout)
         try:
-            async with asyncio.timeout(self._timeout) as deadline:
-                return await self.agent.execute(call)
-        except TimeoutError:
-            if not deadline.expired():
+            return await self.agent.execute(call)
+        except asyncio.CancelledError:
+            if not deadline.stop():
                 raise
             raise AgentFailure(
                 "AGENT_TIMEOUT", f"no reply within {self._timeout:g} s", retryable=True
             ) from None
+        finally:
+            deadline.stop()
 
     def _delay_before_retry(self, failure: AgentFailure, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None when there is none."""
