@@ -1,10 +1,12 @@
 """Timeouts for many agent calls at once, sharing timers.
 
 `asyncio.timeout` arms a timer of its own per call: a heap entry made and cancelled
-every time, several microseconds each, and a broadcast makes one call per participant
-at the same moment with the same timeout. Here the calls whose deadlines fall in the
-same slot of `resolution` seconds share one timer, so a turn of sixteen calls arms one.
-A timeout fires up to `resolution` late: nothing next to agent timeouts of seconds.
+every time. Here deadlines are rounded up to slots, and the calls whose deadlines fall
+in the same slot share one timer, which stays armed until its time even when every call
+in it finished early (a timer wheel's trade: no heap work per call, at most one timer per
+slot). A slot is 1/1000 of the timeout, and at least `resolution` (50 ms): a deadline
+fires that much late at most, nothing next to agent timeouts of seconds, and the timers
+alive at once stay under a thousand per timeout value.
 
 The semantics are `asyncio.timeout`'s, without its `async with` (two more coroutines a
 call): `start()` arms a deadline for the current task, which is cancelled when it
@@ -30,6 +32,10 @@ import weakref
 from typing import Final
 
 DEFAULT_RESOLUTION_S: Final = 0.05
+SLOTS_PER_TIMEOUT: Final = 1000
+
+# (slot width in seconds, slot number): the slot ends at width * number.
+Slot = tuple[float, int]
 
 
 class SharedTimeouts:
@@ -51,9 +57,10 @@ class SharedTimeouts:
         slots = self._slots.get(loop)
         if slots is None:
             slots = self._slots[loop] = _Slots(loop)
-        slot = math.ceil((loop.time() + seconds) / self._resolution)
+        width = max(self._resolution, seconds / SLOTS_PER_TIMEOUT)
+        slot = (width, math.ceil((loop.time() + seconds) / width))
         deadline = Deadline(task, slots, slot)
-        slots.add(deadline, slot * self._resolution)
+        slots.add(deadline)
         return deadline
 
 
@@ -62,27 +69,24 @@ class _Slots:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._timers: dict[int, tuple[asyncio.TimerHandle, set[Deadline]]] = {}
+        self._deadlines: dict[Slot, set[Deadline]] = {}
 
-    def add(self, deadline: Deadline, when: float) -> None:
-        entry = self._timers.get(deadline.slot)
-        if entry is None:
-            handle = self._loop.call_at(when, self._expire, deadline.slot)
-            entry = self._timers[deadline.slot] = (handle, set())
-        entry[1].add(deadline)
+    def add(self, deadline: Deadline) -> None:
+        deadlines = self._deadlines.get(deadline.slot)
+        if deadlines is None:
+            width, number = deadline.slot
+            self._loop.call_at(width * number, self._expire, deadline.slot)
+            deadlines = self._deadlines[deadline.slot] = set()
+        deadlines.add(deadline)
 
     def remove(self, deadline: Deadline) -> None:
-        entry = self._timers.get(deadline.slot)
-        if entry is None:
-            return
-        entry[1].discard(deadline)
-        if not entry[1]:
-            entry[0].cancel()
-            del self._timers[deadline.slot]
+        # The slot's timer stays: the next calls of this moment reuse it.
+        deadlines = self._deadlines.get(deadline.slot)
+        if deadlines is not None:
+            deadlines.discard(deadline)
 
-    def _expire(self, slot: int) -> None:
-        _, deadlines = self._timers.pop(slot)
-        for deadline in deadlines:
+    def _expire(self, slot: Slot) -> None:
+        for deadline in self._deadlines.pop(slot):
             deadline.expire()
 
 
@@ -91,7 +95,7 @@ class Deadline:
 
     __slots__ = ("_cancelling", "_expired", "_ours", "_slots", "_stopped", "_task", "slot")
 
-    def __init__(self, task: asyncio.Task[object], slots: _Slots, slot: int) -> None:
+    def __init__(self, task: asyncio.Task[object], slots: _Slots, slot: Slot) -> None:
         self._task = task
         self._slots = slots
         self.slot = slot
