@@ -18,7 +18,6 @@ import asyncio
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -175,23 +174,8 @@ async def measure(store_kind: str, scenario: str, options: Options) -> dict[int,
         return {size: median(values) for size, values in samples.items()}
 
 
-async def thread_round_trip_us() -> float:
-    """An empty call on a worker thread and back, as the SQLite store makes 7-10 per run:
-    how fast this machine wakes threads, which moves every SQLite figure."""
-    loop = asyncio.get_running_loop()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        for _ in range(200):
-            await loop.run_in_executor(pool, int)
-        calls = 2_000
-        started = time.perf_counter()
-        for _ in range(calls):
-            await loop.run_in_executor(pool, int)
-    return (time.perf_counter() - started) / calls * 1e6
-
-
 async def _run(options: Options) -> Figure:
     figure = Figure(1, "Engine overhead per turn (in-process, 4 participants, instant replies)")
-    round_trip = await thread_round_trip_us()
     for store_kind in STORES:
         for scenario in SCENARIOS:
             per_turn = await measure(store_kind, scenario, options)
@@ -217,7 +201,6 @@ async def _run(options: Options) -> Figure:
         f"lease released); medians of {options.scale(100, 15)} runs per size, in rounds "
         "on fresh dialogues, sizes interleaved"
     )
-    figure.note(f"an empty round trip to a worker thread took {round_trip:.0f} us on this machine")
     return figure
 
 

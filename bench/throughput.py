@@ -10,7 +10,7 @@ each side, alternating.
 Broadcast, the default execution model, stores the replies that complete together in
 one transaction. Sequential is the worst case and is reported without a target: each
 participant is called only once the previous reply is stored, so a stream is a chain of
-store round trips.
+store transactions.
 """
 
 from __future__ import annotations
