@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol
 
 from parley.server.engine.conversation import ChatMessage
-from parley.server.engine.model import Message, Persona, Usage
+from parley.server.engine.model import Message, Persona, Usage, record
 
 
 async def _no_history() -> Sequence[ChatMessage]:
     return ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AgentCall:
     """One call of one participant.
 
@@ -50,7 +50,7 @@ def fixed_text(text: str) -> Callable[[], str]:
     return lambda: text
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AgentReply:
     content: str
     usage: Usage = field(default_factory=Usage)

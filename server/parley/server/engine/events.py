@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from parley.server.engine.model import ExecutionModel, Speaker, Usage
+from parley.server.engine.model import ExecutionModel, Speaker, Usage, record
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class RoutingDecision:
     raw_answer: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TurnCompleted:
     speaker: Speaker
     content: str
@@ -36,7 +36,7 @@ class TurnCompleted:
     usage: Usage
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TurnFailed:
     speaker: Speaker
     participant_index: int
@@ -55,7 +55,7 @@ class SessionCompleted:
 Event = SessionStarted | RoutingDecision | TurnCompleted | TurnFailed | SessionCompleted
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SessionEvent:
     """An event with its place in the stream: `sequence` counts from 1 per run."""
 

@@ -60,6 +60,7 @@ from parley.server.engine.model import (
     RunEnd,
     Speaker,
     SpeakerKind,
+    record,
     run_end_notice,
     utcnow,
 )
@@ -85,7 +86,7 @@ DEFAULT_LEASE_TTL_S: Final = 30.0
 MODERATOR_INDEX: Final = -1
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Replied:
     participant: Participant
     index: int
@@ -95,7 +96,7 @@ class _Replied:
     trace: CallTrace
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Failed:
     participant: Participant
     index: int
