@@ -97,6 +97,10 @@ def _options_from_text(text: str) -> Mapping[str, str]:
 _SPEAKER_KINDS = {kind.value: kind for kind in SpeakerKind}
 _ORIGINS = {origin.value: origin for origin in Origin}
 _MESSAGE_TYPES = {kind.value: kind for kind in MessageType}
+# And back: a dict is several times faster than an enum member's `.value`.
+_TEXT: dict[SpeakerKind | MessageType | Origin, str] = {
+    member: member.value for members in (SpeakerKind, MessageType, Origin) for member in members
+}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -182,14 +186,14 @@ def message_values(
         dialogue_id,
         message.seq,
         message.turn,
-        speaker.kind.value,
+        _TEXT[speaker.kind],
         speaker.name,
         speaker.role,
         speaker.icon,
         message.content,
-        message.type.value,
+        _TEXT[message.type],
         message.custom_type,
-        message.origin.value,
+        _TEXT[message.origin],
         dump_attachments(message.attachments),
         dump_string_map(message.metadata),
         message.delivered_through,
