@@ -368,6 +368,24 @@ async def test_a_retried_append_is_stored_once(replica: Replicas, after_commit: 
     assert (dialogue.message_count, dialogue.participants[0].cursor) == (3, 3)
 
 
+@pytest.mark.parametrize("after_commit", [False, True], ids=["before", "after-commit"])
+async def test_a_retried_append_that_releases_the_lease_is_stored_once(
+    replica: Replicas, after_commit: bool
+) -> None:
+    store = await replica()
+    await store.create_dialogue(Dialogue(id="d1", participants=(echo("A"),)))
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
+    calls = fail_once(store, after_commit=after_commit)
+
+    appended = await store.append(lease, [draft(lease.turn, "x")], {"A": 1}, end_run=True)
+
+    assert len(calls) == 2
+    log = await store.read_messages("d1")
+    assert [m.content for m in log] == ["x"]
+    assert appended == log
+    assert (await begin(store, "d1", owner="next", ttl=TTL)).turn == lease.turn + 1
+
+
 async def test_an_operation_unsafe_to_repeat_fails_unavailable(replica: Replicas) -> None:
     store = await replica()
     calls = fail_once(store, after_commit=True)

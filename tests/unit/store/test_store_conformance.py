@@ -533,6 +533,26 @@ async def test_a_released_lease_cannot_append_or_renew(store: Store) -> None:
     await store.end_run(lease)  # releasing twice is harmless
 
 
+async def test_the_last_append_of_a_run_may_release_its_lease(store: Store) -> None:
+    await store.create_dialogue(Dialogue(id="d1", participants=(participant("A"),)))
+    lease = await begin(store, "d1", owner="me", ttl=TTL)
+
+    appended = await store.append(lease, [draft(lease.turn, "last")], {"A": 1}, end_run=True)
+
+    assert [m.content for m in await store.read_messages("d1")] == ["last"]
+    assert appended[0].seq == 1
+    assert (await store.get_dialogue("d1")).participants[0].cursor == 1
+    with pytest.raises(LeaseLost):
+        await store.append(lease, [draft(lease.turn)])
+    with pytest.raises(LeaseLost):
+        await store.renew_run(lease, ttl=TTL)
+    with pytest.raises(NotFound):  # no run holds the dialogue any more
+        await store.request_cancel("d1", CancelMode.IMMEDIATE)
+    await store.end_run(lease)  # and releasing again is harmless
+    following = await begin(store, "d1", owner="other", ttl=TTL)
+    assert following.turn == lease.turn + 1
+
+
 async def test_a_lease_on_a_deleted_dialogue_is_lost(store: Store) -> None:
     await store.create_dialogue(Dialogue(id="d1"))
     lease = await begin(store, "d1", owner="me", ttl=TTL)

@@ -334,12 +334,18 @@ class Engine:
             lease_ttl=self.lease_ttl,
             deadline=longest if deadline is None else min(deadline, longest),
             max_reply_bytes=self.limits.max_message_bytes,
-            on_end=functools.partial(self._running.pop, dialogue_id, None),
+            on_end=self._forget_run,
             conversations=self._conversations,
             tails=self._tails,
         )
         self._running[dialogue_id] = session
         return session
+
+    def _forget_run(self, session: Session) -> None:
+        # A run's last write releases its lease, so the next run of the dialogue may be
+        # registered already: forget this one only.
+        if self._running.get(session.dialogue_id) is session:
+            del self._running[session.dialogue_id]
 
     async def _take_lease(
         self,

@@ -36,6 +36,7 @@ from parley.server.engine.conversation import (
     ConversationCache,
     private_conversation,
 )
+from parley.server.engine.errors import LeaseLost
 from parley.server.engine.events import (
     Event,
     RoutingDecision,
@@ -134,7 +135,7 @@ class Session:
         observer: RunObserver | None = None,
         lease_ttl: float = DEFAULT_LEASE_TTL_S,
         deadline: float | None = None,
-        on_end: Callable[[], object] | None = None,
+        on_end: Callable[[Session], object] | None = None,
         conversations: ConversationCache | None = None,
         tails: delivery.LogTails | None = None,
         max_reply_bytes: int | None = None,
@@ -171,6 +172,8 @@ class Session:
         # Set when the deadline passed: calls still in flight were stopped for it.
         self._expired = False
         self._cut_short = False
+        # Set when the run's last write released the lease with it.
+        self._released = False
         self._completed = False
         self._on_end = on_end
         self._driver: asyncio.Task[None] | None = None
@@ -251,7 +254,7 @@ class Session:
                 await self._run_with_heartbeat()
         except asyncio.CancelledError as cancelled:
             error = cancelled
-            if not self._completed:
+            if not self._completed and not self._released:  # released: every reply stored
                 await self._record_end(RunEnd.CANCELLED)
             raise
         except Exception as crash:  # handed to the reader, who decides what it means
@@ -261,12 +264,13 @@ class Session:
             if self._window.head:  # loaded: what the next run of the dialogue reads first
                 self._tails.put(self._tail_key, self._window)
             if self._on_end is not None:
-                self._on_end()
+                self._on_end(self)
             self._trace.finished(*self._counts, error)
-            try:
-                await asyncio.shield(self._release())
-            except Exception:
-                logger.exception("could not release the run lease of %s", self.dialogue_id)
+            if not self._released:
+                try:
+                    await asyncio.shield(self._release())
+                except Exception:
+                    logger.exception("could not release the run lease of %s", self.dialogue_id)
             self._queue.put_nowait(_End())
 
     async def _release(self) -> None:
@@ -299,8 +303,13 @@ class Session:
                     await heartbeat
 
     async def _heartbeat(self) -> None:
-        while True:
-            requested = await self._store.renew_run(self._lease, ttl=self._lease_ttl)
+        while not self._released:
+            try:
+                requested = await self._store.renew_run(self._lease, ttl=self._lease_ttl)
+            except LeaseLost:
+                if self._released:  # by the run's last write, meanwhile
+                    return
+                raise
             if requested is not None:
                 self.request_stop(requested)
             await asyncio.sleep(self._lease_ttl / 3)
@@ -559,8 +568,15 @@ class Session:
             return False
         return len(content) > limit or len(content.encode()) > limit
 
-    async def _store_replies(self, outcomes: Sequence[_Outcome]) -> dict[int, Event]:
-        """Appends the replies among `outcomes` in one transaction; returns their events."""
+    async def _store_replies(
+        self, outcomes: Sequence[_Outcome], *, last: bool = False
+    ) -> dict[int, Event]:
+        """Appends the replies among `outcomes` in one transaction; returns their events.
+
+        `last`: no call of this run is left, so a run that was not cut short releases
+        its lease in the same transaction (one fewer, and the dialogue is free for the
+        next run the moment its last reply is stored).
+        """
         replies = [o for o in outcomes if isinstance(o, _Replied)]
         drafts = [
             MessageDraft(
@@ -575,9 +591,15 @@ class Session:
         cursors = {o.participant.name: o.delivered_through for o in replies}
         stored: list[Message] = []
         if drafts:
+            release = last and not self._cut_short
             stored = await self._store.append(
-                self._lease, drafts, cursors, mention_cursor=self._mention_cursor
+                self._lease,
+                drafts,
+                cursors,
+                mention_cursor=self._mention_cursor,
+                end_run=release,
             )
+            self._released = release
             self._mention_cursor = None
         self._window.extend(stored)
         now = time.monotonic()
@@ -649,7 +671,7 @@ class Session:
 
     async def _run_sequential(self, called: Sequence[Participant]) -> tuple[int, int]:
         turns = failures = 0
-        for participant in called:
+        for position, participant in enumerate(called, start=1):
             if self._stop is not None:
                 outcome: _Outcome = self._cancelled(participant, called=False)
             else:
@@ -658,7 +680,8 @@ class Session:
                     self._call(participant, delivered, through, sequential=True)
                 )
                 outcome = self._cancelled(participant, called=True) if result is None else result
-            for event in (await self._store_replies([outcome])).values():
+            last = position == len(called)
+            for event in (await self._store_replies([outcome], last=last)).values():
                 await self._emit(event)
                 turns, failures = _count(event, turns, failures)
         return turns, failures
@@ -715,7 +738,7 @@ class Session:
                     for task in done:
                         del pending[task]
                         self._inflight.discard(task)
-                    ready.update(await self._store_replies(outcomes))
+                    ready.update(await self._store_replies(outcomes, last=not pending))
                 if emission is None:
                     to_emit = [ready.pop(i) for i in sorted(ready)]
                 else:

@@ -272,6 +272,7 @@ class MemoryStore:
         cursors: Mapping[str, int] | None = None,
         *,
         mention_cursor: int | None = None,
+        end_run: bool = False,
     ) -> list[Message]:
         record, _ = self._current(lease)
         messages = self._insert(record, drafts)
@@ -287,6 +288,8 @@ class MemoryStore:
         if mention_cursor is not None:
             dialogue = replace(dialogue, mention_cursor=mention_cursor)
         record.dialogue = dialogue
+        if end_run:
+            record.lease = None
         if messages:
             self._feed.dispatch(LogGrew(lease.dialogue_id, messages[-1].seq))
         return [_copy_message(m) for m in messages]

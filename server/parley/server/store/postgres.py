@@ -984,6 +984,7 @@ class PostgresStore:
         cursors: Mapping[str, int] | None = None,
         *,
         mention_cursor: int | None = None,
+        end_run: bool = False,
     ) -> list[Message]:
         dialogue_id = lease.dialogue_id
         # Recorded with the messages: a retry finds what an earlier attempt stored.
@@ -1046,6 +1047,23 @@ class PostgresStore:
                     "UPDATE dialogues SET mention_cursor = $2 WHERE id = $1",
                     dialogue_id,
                     mention_cursor,
+                )
+            if end_run:
+                # This append's key stays, for a retry that lost the reply; earlier
+                # ones may go (end_run deletes them all).
+                await conn.execute(
+                    """
+                    WITH released AS (
+                        UPDATE dialogues
+                        SET lease_owner = NULL, lease_expires = NULL, cancel_requested = NULL
+                        WHERE id = $1
+                        RETURNING id
+                    )
+                    DELETE FROM append_keys
+                    WHERE dialogue_id IN (SELECT id FROM released) AND key <> $2
+                    """,
+                    dialogue_id,
+                    key,
                 )
             return messages
 

@@ -157,14 +157,16 @@ class Store(Protocol):
         cursors: Mapping[str, int] | None = None,
         *,
         mention_cursor: int | None = None,
+        end_run: bool = False,
     ) -> list[Message]:
         """Appends messages and moves delivery cursors in one transaction.
 
         Seqs are assigned consecutively after the current last seq. `cursors` maps
         participant names to their new cursor; names no longer in the dialogue are
         ignored. `mention_cursor`, when given, replaces the dialogue's mention cursor.
-        `drafts` may be empty to move cursors alone. Raises `LeaseLost` when `lease` is
-        no longer current.
+        `drafts` may be empty to move cursors alone. `end_run` releases the lease in the
+        same transaction, as `end_run()` would: for the run's last write. Raises
+        `LeaseLost` when `lease` is no longer current.
         """
         ...
 

@@ -535,11 +535,14 @@ class _Database:
 
     def end_run(self, lease: RunLease) -> None:
         with _transaction(self._conn, write=True):
-            self._conn.execute(
-                "UPDATE dialogues SET lease_owner = NULL, lease_expires = NULL,"
-                f" cancel_requested = NULL WHERE {_LEASE_HELD}",
-                (lease.dialogue_id, lease.token),
-            )
+            self._release(lease)
+
+    def _release(self, lease: RunLease) -> None:
+        self._conn.execute(
+            "UPDATE dialogues SET lease_owner = NULL, lease_expires = NULL,"
+            f" cancel_requested = NULL WHERE {_LEASE_HELD}",
+            (lease.dialogue_id, lease.token),
+        )
 
     # --- the log ----------------------------------------------------------------------
 
@@ -549,6 +552,7 @@ class _Database:
         drafts: Sequence[MessageDraft],
         cursors: Mapping[str, int] | None,
         mention_cursor: int | None,
+        end_run: bool,
     ) -> list[Message]:
         conn = self._conn
         dialogue_id = lease.dialogue_id
@@ -573,6 +577,8 @@ class _Database:
                     "UPDATE dialogues SET mention_cursor = ? WHERE id = ?",
                     (mention_cursor, dialogue_id),
                 )
+            if end_run:
+                self._release(lease)
         return messages
 
     def _insert(
@@ -886,9 +892,12 @@ class SQLiteStore:
         cursors: Mapping[str, int] | None = None,
         *,
         mention_cursor: int | None = None,
+        end_run: bool = False,
     ) -> list[Message]:
         run = self._run if len(drafts) <= _INLINE_MESSAGES else self._run_on_worker
-        messages = await run(self._database().append, lease, drafts, cursors, mention_cursor)
+        messages = await run(
+            self._database().append, lease, drafts, cursors, mention_cursor, end_run
+        )
         if messages:
             await self._feed.publish(LogGrew(lease.dialogue_id, messages[-1].seq))
         return messages
