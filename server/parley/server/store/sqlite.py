@@ -206,11 +206,12 @@ def _transaction(conn: sqlite3.Connection, *, write: bool = False) -> Iterator[N
     conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
     try:
         yield
+        conn.execute("COMMIT")
     except BaseException:
+        # Also when COMMIT itself failed: the call may then be retried from the start.
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 def _by_value(cursors: Mapping[str, int]) -> dict[int, list[str]]:
