@@ -61,7 +61,9 @@ def test_lost_connection_resumes_and_delivers_every_turn_once(
         log = list(client.list_messages("tea"))
 
     assert [t.speaker.name for t in seen] == ["Bob", "Ann"]
-    assert run.resumed == 1
+    # Once, or again when the first resume's call still met the dying connection (the
+    # channel had not seen the reset yet): either way every turn arrives once.
+    assert 1 <= run.resumed <= 2
     assert proxy.connections >= 2  # the first, cut; then the one the watch used
     assert "was lost (UNAVAILABLE); following the run through WatchDialogue" in caplog.text
     assert run.completed == pb.SessionCompleted(turn_count=2, failure_count=0)

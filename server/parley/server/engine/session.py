@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -30,11 +29,9 @@ from typing import Any, Final, TypeVar
 from parley.server.agents.protocol import AgentCall, AgentFailure, AgentReply, fixed_text
 from parley.server.agents.registry import AgentRegistry
 from parley.server.engine import delivery
+from parley.server.engine.calls import Caller, Failed, Outcome, Replied
 from parley.server.engine.conversation import (
-    ChatMessage,
-    Conversation,
     ConversationCache,
-    private_conversation,
 )
 from parley.server.engine.errors import LeaseLost
 from parley.server.engine.events import (
@@ -61,7 +58,6 @@ from parley.server.engine.model import (
     RunEnd,
     Speaker,
     SpeakerKind,
-    record,
     run_end_notice,
     utcnow,
 )
@@ -72,9 +68,8 @@ from parley.server.engine.moderation import (
     parse_decision,
     render_moderator_prompt,
 )
-from parley.server.engine.observer import NULL_CALL_TRACE, CallTrace, NullObserver, RunObserver
+from parley.server.engine.observer import NULL_CALL_TRACE, NullObserver, RunObserver
 from parley.server.engine.planning import RunPlan, plan_for
-from parley.server.engine.prompts import render_prompt, render_system
 from parley.server.store.feed import CancelMode, LogGrew, RunEvent
 from parley.server.store.protocol import RunLease, Store
 
@@ -85,27 +80,6 @@ T = TypeVar("T")
 DEFAULT_LEASE_TTL_S: Final = 30.0
 # participant_index of the moderator's TurnFailed: it is not a participant.
 MODERATOR_INDEX: Final = -1
-
-
-@record
-class _Replied:
-    participant: Participant
-    index: int
-    reply: AgentReply
-    delivered_through: int
-    started: float
-    trace: CallTrace
-
-
-@record
-class _Failed:
-    participant: Participant
-    index: int
-    failure: AgentFailure
-    trace: CallTrace
-
-
-_Outcome = _Replied | _Failed
 
 
 class _End:
@@ -163,8 +137,6 @@ class Session:
         # time.monotonic() by which the whole run must be over (client deadline or the
         # server's maximum run duration); every agent call gets at most what is left.
         self._deadline = deadline
-        # A reply is a message of the log: no larger than the server takes from clients.
-        self._max_reply_bytes = max_reply_bytes
         self._lease_ttl = lease_ttl
         # Set by request_stop (CancelRun or the lease's cancel flag).
         self._stop: CancelMode | None = None
@@ -178,8 +150,16 @@ class Session:
         self._on_end = on_end
         self._driver: asyncio.Task[None] | None = None
         self._window = delivery.LogWindow((), 0)
-        # Where chat backends' conversations outlive the run (None: rebuilt per call).
-        self._conversations = conversations
+        self._caller = Caller(
+            store=store,
+            agents=agents,
+            dialogue=dialogue,
+            turn=lease.turn,
+            trace=self._trace,
+            deadline_passed=self._deadline_passed,
+            conversations=conversations,
+            max_reply_bytes=max_reply_bytes,
+        )
         # Where the end of the log outlives the run (by default, only for this run).
         self._tails = tails if tails is not None else delivery.LogTails(max_dialogues=0)
         self._tail_key = (dialogue.id, dialogue.create_time)
@@ -232,6 +212,9 @@ class Session:
         self._expired = True
         for task in self._inflight:
             task.cancel()
+
+    def _deadline_passed(self) -> bool:
+        return self._expired or (self._deadline is not None and time.monotonic() >= self._deadline)
 
     def __aiter__(self) -> AsyncIterator[SessionEvent]:
         return self._events()
@@ -393,7 +376,7 @@ class Session:
             render_system=fixed_text(prompt),
         )
         trace = self._trace.call(call, self._agents.profile(moderated.agent), sequential=False)
-        stopped = await self._in_flight(self._invoke(moderated.agent, call, trace))
+        stopped = await self._in_flight(self._caller.invoke(moderated.agent, call, trace))
         outcome = self._stopped_call() if stopped is None else stopped
         if isinstance(outcome, AgentReply):
             try:
@@ -464,112 +447,8 @@ class Session:
             and not delivery.is_own(m, participant.name)
         ], head
 
-    # --- calling agents --------------------------------------------------------------
-
-    async def _call(
-        self,
-        participant: Participant,
-        delivered: Sequence[Message],
-        through: int,
-        *,
-        sequential: bool,
-    ) -> _Outcome:
-        """Calls one participant; every failure becomes a `_Failed`, never an exception."""
-        index = self._indexes[participant.name]
-        started = time.monotonic()
-        call = AgentCall(
-            dialogue_id=self.dialogue_id,
-            turn=self.turn,
-            persona=participant.persona,
-            participant_index=index,
-            options=participant.agent_options,
-            delivered=delivered,
-            # Not cached: the system text is (per dialogue value), and the rest is read
-            # about once a call, by the backends that need it.
-            render_prompt=functools.partial(render_prompt, self._dialogue, participant, delivered),
-            render_system=functools.partial(render_system, self._dialogue, participant),
-            history=functools.partial(self._history, participant, through),
-        )
-        trace = self._trace.call(
-            call, self._agents.profile(participant.agent), sequential=sequential
-        )
-        outcome = await self._invoke(participant.agent, call, trace)
-        if isinstance(outcome, AgentFailure):
-            return _Failed(participant, index, outcome, trace)
-        return _Replied(participant, index, outcome, through, started, trace)
-
-    async def _history(self, participant: Participant, through: int) -> list[ChatMessage]:
-        # Through the head of this call, not the participant's cursor: its own replies
-        # come after the cursor they moved it to. Messages new to this call are in no
-        # exchange yet, so reading them here adds nothing.
-        name, joining = participant.name, participant.joining_strategy
-        if self._conversations is None:
-            log = await self._store.read_messages(self.dialogue_id, through_seq=through)
-            return private_conversation(log, name, joining)
-        # Kept between calls and runs: only what the log gained since is read.
-        key = (self.dialogue_id, self._dialogue.create_time, name, joining)
-        conversation = self._conversations.take(key)
-        if conversation is None or conversation.through > through:
-            conversation = Conversation(name, joining)
-        conversation.extend(
-            await self._store.read_messages(
-                self.dialogue_id, after_seq=conversation.through, through_seq=through
-            )
-        )
-        if conversation.stale:  # a log the engine did not write: rebuild it whole
-            log = await self._store.read_messages(self.dialogue_id, through_seq=through)
-            return private_conversation(log, name, joining)
-        self._conversations.put(key, conversation)
-        return list(conversation.messages)
-
-    async def _invoke(
-        self, agent: str, call: AgentCall, trace: CallTrace
-    ) -> AgentReply | AgentFailure:
-        """One agent call, failures returned, not raised.
-
-        The registry's agents apply the profile's per-attempt timeout and retries
-        themselves, so a call needs no timer of ours; the run's deadline has one timer
-        for all its calls (see `_expire`).
-        """
-        profile = self._agents.profile(agent)
-        if profile is None or not profile.available:
-            reason = profile.unavailable_reason if profile is not None else ""
-            return AgentFailure(
-                "AGENT_UNAVAILABLE",
-                f"agent profile {agent!r} is not available on this server"
-                + (f": {reason}" if reason else ""),
-            )
-        if self._expired or (self._deadline is not None and time.monotonic() >= self._deadline):
-            return AgentFailure(
-                "RUN_DEADLINE_EXCEEDED", "the run's deadline passed before this call"
-            )
-        try:
-            with trace.scope():
-                reply = await self._agents.agent(agent).execute(call)
-        except AgentFailure as failure:
-            return failure
-        except TimeoutError:
-            # A backend's own timeout that escaped it: as retryable as the wrapper's.
-            return AgentFailure("AGENT_TIMEOUT", "the agent call timed out", retryable=True)
-        except Exception:
-            logger.exception("agent profile %r failed for %s", agent, call.persona.name)
-            return AgentFailure("AGENT_ERROR", "the agent call failed")
-        if self._too_large(reply.content):
-            return AgentFailure(
-                "REPLY_TOO_LARGE",
-                f"the reply is larger than {self._max_reply_bytes} bytes, the most one"
-                " message may hold",
-            )
-        return reply
-
-    def _too_large(self, content: str) -> bool:
-        limit = self._max_reply_bytes
-        if limit is None or len(content) * 4 <= limit:  # UTF-8 takes at most 4 bytes
-            return False
-        return len(content) > limit or len(content.encode()) > limit
-
     async def _store_replies(
-        self, outcomes: Sequence[_Outcome], *, last: bool = False
+        self, outcomes: Sequence[Outcome], *, last: bool = False
     ) -> dict[int, Event]:
         """Appends the replies among `outcomes` in one transaction; returns their events.
 
@@ -577,7 +456,7 @@ class Session:
         its lease in the same transaction (one fewer, and the dialogue is free for the
         next run the moment its last reply is stored).
         """
-        replies = [o for o in outcomes if isinstance(o, _Replied)]
+        replies = [o for o in outcomes if isinstance(o, Replied)]
         drafts = [
             MessageDraft(
                 turn=self.turn,
@@ -616,7 +495,7 @@ class Session:
                 usage=outcome.reply.usage,
             )
         for failed in outcomes:
-            if isinstance(failed, _Failed):
+            if isinstance(failed, Failed):
                 failure = failed.failure
                 failed.trace.failed(failure)
                 events[failed.index] = TurnFailed(
@@ -629,11 +508,11 @@ class Session:
                 )
         return events
 
-    def _cancelled(self, participant: Participant, *, called: bool) -> _Failed:
+    def _cancelled(self, participant: Participant, *, called: bool) -> Failed:
         """The outcome of a participant the run was stopped for."""
         failure = self._stopped_call() if called else self._not_called()
         index = self._indexes[participant.name]
-        return _Failed(participant, index, failure, NULL_CALL_TRACE)
+        return Failed(participant, index, failure, NULL_CALL_TRACE)
 
     def _stopped_call(self) -> AgentFailure:
         """Why a call in flight was stopped: the deadline, or else a cancellation."""
@@ -673,11 +552,17 @@ class Session:
         turns = failures = 0
         for position, participant in enumerate(called, start=1):
             if self._stop is not None:
-                outcome: _Outcome = self._cancelled(participant, called=False)
+                outcome: Outcome = self._cancelled(participant, called=False)
             else:
                 delivered, through = await self._delivery_for(participant)
                 result = await self._in_flight(
-                    self._call(participant, delivered, through, sequential=True)
+                    self._caller.call(
+                        participant,
+                        self._indexes[participant.name],
+                        delivered,
+                        through,
+                        sequential=True,
+                    )
                 )
                 outcome = self._cancelled(participant, called=True) if result is None else result
             last = position == len(called)
@@ -696,16 +581,16 @@ class Session:
         loop = asyncio.get_running_loop()
         # Calls that finished since the driver last looked, and a future that wakes it.
         # (asyncio.wait would add and remove a callback on every pending call each time.)
-        finished: list[asyncio.Task[_Outcome]] = []
+        finished: list[asyncio.Task[Outcome]] = []
         woken: asyncio.Future[None] | None = None
 
-        def on_done(task: asyncio.Task[_Outcome]) -> None:
+        def on_done(task: asyncio.Task[Outcome]) -> None:
             finished.append(task)
             if woken is not None and not woken.done():
                 woken.set_result(None)
 
         async with asyncio.TaskGroup() as group:
-            pending: dict[asyncio.Task[_Outcome], Participant] = {}
+            pending: dict[asyncio.Task[Outcome], Participant] = {}
             for participant, delivered, through in calls:
                 if self._stop is not None:
                     ready.update(
@@ -713,7 +598,13 @@ class Session:
                     )
                     continue
                 task = group.create_task(
-                    self._call(participant, delivered, through, sequential=False)
+                    self._caller.call(
+                        participant,
+                        self._indexes[participant.name],
+                        delivered,
+                        through,
+                        sequential=False,
+                    )
                 )
                 task.add_done_callback(on_done)
                 pending[task] = participant
