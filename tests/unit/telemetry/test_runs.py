@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 
 import pytest
 from opentelemetry import trace
@@ -412,6 +413,23 @@ async def test_cancel_request_ends_the_call_span_when_the_call_stops(
     emitted = {e["participant"]: e for e in events(run_span, "dialogue_turn_emitted")}
     assert emitted["G"]["error.type"] == "RUN_CANCELLED"
     assert (turns["G"].end_time or 0) <= (run_span.end_time or 0)
+
+
+async def test_a_call_the_deadline_stops_is_a_failed_turn_span(
+    engine: Engine, recorded: Recorded, gated: GatedAgent
+) -> None:
+    await make(engine, Participant(Persona("G"), "gated"), echo("A"))
+    # The gate never opens: the run's deadline is what ends G's call.
+    deadline = time.monotonic() + 0.05
+    async with await engine.open_run("d", RunInput(text="hi"), deadline=deadline) as run:
+        stream = [event async for event in run]
+    assert stream
+    g = recorded.turn_spans()["G"]
+    assert g.status.status_code is StatusCode.ERROR
+    assert attributes(g)["error.type"] == "RUN_DEADLINE_EXCEEDED"
+    assert "parley.cancelled" not in attributes(g)
+    emitted = {e["participant"]: e for e in events(recorded.run_span(), "dialogue_turn_emitted")}
+    assert emitted["G"]["error.type"] == "RUN_DEADLINE_EXCEEDED"
 
 
 async def test_metrics_per_participant_and_run(engine: Engine, recorded: Recorded) -> None:

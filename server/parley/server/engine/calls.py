@@ -3,6 +3,7 @@ earlier exchanges a chat backend asks for."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -45,12 +46,20 @@ class Failed:
 Outcome = Replied | Failed
 
 
+def deadline_exceeded(*, during_call: bool) -> AgentFailure:
+    """The failure of a call the run's deadline left no time for."""
+    when = "during" if during_call else "before"
+    return AgentFailure("RUN_DEADLINE_EXCEEDED", f"the run's deadline passed {when} this call")
+
+
 class Caller:
     """Calls the participants of one run; every failure becomes a `Failed`, never an
     exception.
 
     `deadline_passed` says whether the run's deadline is over: a call is then not made.
-    The run's one timer for that deadline stops the calls in flight (see `Session`).
+    The run's one timer for that deadline stops the calls in flight (see `Session`);
+    `stopped_for_deadline` says whether that is why a call was stopped, so that its span
+    says so too.
     """
 
     def __init__(
@@ -62,6 +71,7 @@ class Caller:
         turn: int,
         trace: RunTrace,
         deadline_passed: Callable[[], bool],
+        stopped_for_deadline: Callable[[], bool],
         conversations: ConversationCache | None,
         max_reply_bytes: int | None,
     ) -> None:
@@ -71,6 +81,7 @@ class Caller:
         self._turn = turn
         self._trace = trace
         self._deadline_passed = deadline_passed
+        self._stopped_for_deadline = stopped_for_deadline
         # Where chat backends' conversations outlive the run (None: rebuilt per call).
         self._conversations = conversations
         # A reply is a message of the log: no larger than the server takes from clients.
@@ -150,12 +161,15 @@ class Caller:
                 + (f": {reason}" if reason else ""),
             )
         if self._deadline_passed():
-            return AgentFailure(
-                "RUN_DEADLINE_EXCEEDED", "the run's deadline passed before this call"
-            )
+            return deadline_exceeded(during_call=False)
         try:
             with trace.scope():
-                reply = await self._agents.agent(agent).execute(call)
+                try:
+                    reply = await self._agents.agent(agent).execute(call)
+                except asyncio.CancelledError:
+                    if self._stopped_for_deadline():  # a failure, not a cancellation
+                        trace.failed(deadline_exceeded(during_call=True))
+                    raise
         except AgentFailure as failure:
             return failure
         except TimeoutError:

@@ -29,7 +29,7 @@ from typing import Any, Final, TypeVar
 from parley.server.agents.protocol import AgentCall, AgentFailure, AgentReply, fixed_text
 from parley.server.agents.registry import AgentRegistry
 from parley.server.engine import delivery
-from parley.server.engine.calls import Caller, Failed, Outcome, Replied
+from parley.server.engine.calls import Caller, Failed, Outcome, Replied, deadline_exceeded
 from parley.server.engine.conversation import (
     ConversationCache,
 )
@@ -157,6 +157,7 @@ class Session:
             turn=lease.turn,
             trace=self._trace,
             deadline_passed=self._deadline_passed,
+            stopped_for_deadline=self._stopped_for_deadline,
             conversations=conversations,
             max_reply_bytes=max_reply_bytes,
         )
@@ -514,12 +515,13 @@ class Session:
         index = self._indexes[participant.name]
         return Failed(participant, index, failure, NULL_CALL_TRACE)
 
+    def _stopped_for_deadline(self) -> bool:
+        return self._stop is None and self._expired
+
     def _stopped_call(self) -> AgentFailure:
         """Why a call in flight was stopped: the deadline, or else a cancellation."""
-        if self._stop is None and self._expired:
-            return AgentFailure(
-                "RUN_DEADLINE_EXCEEDED", "the run's deadline passed during this call"
-            )
+        if self._stopped_for_deadline():
+            return deadline_exceeded(during_call=True)
         self._cut_short = True
         return AgentFailure(
             "RUN_CANCELLED", "the run was cancelled during its call", retryable=True
