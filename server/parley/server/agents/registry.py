@@ -18,9 +18,6 @@ from parley.server.agents.retry import RetryingAgent, RetryPolicy
 
 ECHO_PROFILE = "echo"
 DEFAULT_TIMEOUT_S = 120.0
-# Beyond every attempt and wait: the engine's own deadline only catches a wrapper that
-# failed to stop, so it must never be the one that fires.
-_CALL_SLACK_S = 5.0
 
 OptionValidator = Callable[[Mapping[str, str]], dict[str, str]]
 
@@ -39,11 +36,6 @@ class AgentProfile:
     # Why an unavailable profile cannot serve calls (for example a missing API key
     # variable); safe to show clients: it names the variable, never its value.
     unavailable_reason: str = ""
-
-    @property
-    def call_deadline(self) -> float:
-        """Seconds a whole call may take, every attempt and backoff included."""
-        return self.retry.longest_call(self.timeout) + _CALL_SLACK_S
 
 
 class UnavailableAgent:

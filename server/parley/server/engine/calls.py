@@ -149,8 +149,8 @@ class Caller:
         """One agent call, failures returned, not raised.
 
         The registry's agents apply the profile's per-attempt timeout and retries
-        themselves, so a call needs no timer of ours; the run's deadline has one timer
-        for all its calls.
+        themselves (a call is bounded by `RetryPolicy.longest_call`), so a call needs no
+        timer of ours; the run's deadline has one timer for all its calls.
         """
         profile = self._agents.profile(agent)
         if profile is None or not profile.available:

@@ -161,8 +161,8 @@ class Session:
             conversations=conversations,
             max_reply_bytes=max_reply_bytes,
         )
-        # Where the end of the log outlives the run (by default, only for this run).
-        self._tails = tails if tails is not None else delivery.LogTails(max_dialogues=0)
+        # Where the end of the log outlives the run (None: every run reads it).
+        self._tails = tails
         self._tail_key = (dialogue.id, dialogue.create_time)
 
     @property
@@ -245,7 +245,7 @@ class Session:
             error = crash
             self._queue.put_nowait(_Crash(crash))
         finally:
-            if self._window.head:  # loaded: what the next run of the dialogue reads first
+            if self._tails is not None and self._window.head:  # what the next run reads first
                 self._tails.put(self._tail_key, self._window)
             if self._on_end is not None:
                 self._on_end(self)
@@ -421,10 +421,14 @@ class Session:
         # This run stored its input itself, under its lease: nothing came in between.
         before_input = self._inputs[0].seq - 1 if self._inputs else head
         inputs = self._inputs[max(start - before_input, 0) :]
+        earlier = None
+        if start < before_input and self._tails is not None:
+            # What the previous run of the dialogue wrote, kept in memory.
+            earlier = self._tails.messages(self._tail_key, start, before_input)
         if start >= before_input:  # everyone had seen the log up to the input
             messages: Sequence[Message] = inputs
-        elif (earlier := self._tails.messages(self._tail_key, start, before_input)) is not None:
-            messages = [*earlier, *inputs]  # what the previous run wrote, kept in memory
+        elif earlier is not None:
+            messages = [*earlier, *inputs]
         else:
             messages = await self._store.read_messages(
                 self.dialogue_id, after_seq=start, through_seq=head

@@ -196,7 +196,7 @@ def select_messages_sql(
     return sql, params
 
 
-# --- the database, on its worker thread -----------------------------------------------
+# --- the database: one connection, the loop's or the worker's in turn -----------------
 
 
 @contextmanager
