@@ -7,7 +7,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from parley.server.agents.protocol import AgentCall, AgentFailure, AgentReply
 from parley.server.agents.registry import AgentRegistry
@@ -20,6 +20,7 @@ from parley.server.engine.conversation import (
 from parley.server.engine.model import Dialogue, Message, Participant, record
 from parley.server.engine.observer import CallTrace, RunTrace
 from parley.server.engine.prompts import render_prompt, render_system
+from parley.server.store.feed import CancelMode
 from parley.server.store.protocol import Store
 
 logger = logging.getLogger(__name__)
@@ -52,14 +53,49 @@ def deadline_exceeded(*, during_call: bool) -> AgentFailure:
     return AgentFailure("RUN_DEADLINE_EXCEEDED", f"the run's deadline passed {when} this call")
 
 
+def _detached(failure: AgentFailure) -> AgentFailure:
+    """A raised failure kept as a value, without its traceback and the exceptions it
+    replaced: their frames refer back to it, a cycle only the collector would free."""
+    failure.__traceback__ = None
+    failure.__context__ = None
+    failure.__cause__ = None
+    return failure
+
+
+class StopState:
+    """What may stop a run early: its deadline and a requested stop.
+
+    Shared by the session and its `Caller` rather than the caller holding the session:
+    that would make every run a reference cycle, which only the garbage collector
+    frees, with all the run holds (its dialogue, replies, events), in long pauses.
+    """
+
+    __slots__ = ("deadline", "expired", "requested")
+
+    def __init__(self, deadline: float | None) -> None:
+        # time.monotonic() by which the whole run must be over (client deadline or the
+        # server's maximum run duration).
+        self.deadline = deadline
+        # Set when the deadline passed: calls still in flight were stopped for it.
+        self.expired = False
+        # Set by a stop request (CancelRun or the lease's cancel flag).
+        self.requested: CancelMode | None = None
+
+    def deadline_passed(self) -> bool:
+        return self.expired or (self.deadline is not None and time.monotonic() >= self.deadline)
+
+    def stopped_for_deadline(self) -> bool:
+        """Whether calls were stopped by the deadline (not by a request)."""
+        return self.requested is None and self.expired
+
+
 class Caller:
     """Calls the participants of one run; every failure becomes a `Failed`, never an
     exception.
 
-    `deadline_passed` says whether the run's deadline is over: a call is then not made.
-    The run's one timer for that deadline stops the calls in flight (see `Session`);
-    `stopped_for_deadline` says whether that is why a call was stopped, so that its span
-    says so too.
+    A call is not made once the run's deadline is over. The run's one timer for that
+    deadline stops the calls in flight (see `Session`); when that is why a call was
+    stopped, its span says so too.
     """
 
     def __init__(
@@ -70,8 +106,7 @@ class Caller:
         dialogue: Dialogue,
         turn: int,
         trace: RunTrace,
-        deadline_passed: Callable[[], bool],
-        stopped_for_deadline: Callable[[], bool],
+        stops: StopState,
         conversations: ConversationCache | None,
         max_reply_bytes: int | None,
     ) -> None:
@@ -80,8 +115,7 @@ class Caller:
         self._dialogue = dialogue
         self._turn = turn
         self._trace = trace
-        self._deadline_passed = deadline_passed
-        self._stopped_for_deadline = stopped_for_deadline
+        self._stops = stops
         # Where chat backends' conversations outlive the run (None: rebuilt per call).
         self._conversations = conversations
         # A reply is a message of the log: no larger than the server takes from clients.
@@ -160,18 +194,18 @@ class Caller:
                 f"agent profile {agent!r} is not available on this server"
                 + (f": {reason}" if reason else ""),
             )
-        if self._deadline_passed():
+        if self._stops.deadline_passed():
             return deadline_exceeded(during_call=False)
         try:
             with trace.scope():
                 try:
                     reply = await self._agents.agent(agent).execute(call)
                 except asyncio.CancelledError:
-                    if self._stopped_for_deadline():  # a failure, not a cancellation
+                    if self._stops.stopped_for_deadline():  # a failure, not a cancellation
                         trace.failed(deadline_exceeded(during_call=True))
                     raise
         except AgentFailure as failure:
-            return failure
+            return _detached(failure)
         except TimeoutError:
             # A backend's own timeout that escaped it: as retryable as the wrapper's.
             return AgentFailure("AGENT_TIMEOUT", "the agent call timed out", retryable=True)

@@ -29,7 +29,14 @@ from typing import Any, Final, TypeVar
 from parley.server.agents.protocol import AgentCall, AgentFailure, AgentReply, fixed_text
 from parley.server.agents.registry import AgentRegistry
 from parley.server.engine import delivery
-from parley.server.engine.calls import Caller, Failed, Outcome, Replied, deadline_exceeded
+from parley.server.engine.calls import (
+    Caller,
+    Failed,
+    Outcome,
+    Replied,
+    StopState,
+    deadline_exceeded,
+)
 from parley.server.engine.conversation import (
     ConversationCache,
 )
@@ -134,15 +141,9 @@ class Session:
         self._sequence = 0
         self._trace = (observer or NullObserver()).run(dialogue, lease.turn)
         self._counts = (0, 0)
-        # time.monotonic() by which the whole run must be over (client deadline or the
-        # server's maximum run duration); every agent call gets at most what is left.
-        self._deadline = deadline
+        self._stops = StopState(deadline)
         self._lease_ttl = lease_ttl
-        # Set by request_stop (CancelRun or the lease's cancel flag).
-        self._stop: CancelMode | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
-        # Set when the deadline passed: calls still in flight were stopped for it.
-        self._expired = False
         self._cut_short = False
         # Set when the run's last write released the lease with it.
         self._released = False
@@ -156,8 +157,7 @@ class Session:
             dialogue=dialogue,
             turn=lease.turn,
             trace=self._trace,
-            deadline_passed=self._deadline_passed,
-            stopped_for_deadline=self._stopped_for_deadline,
+            stops=self._stops,
             conversations=conversations,
             max_reply_bytes=max_reply_bytes,
         )
@@ -200,9 +200,9 @@ class Session:
         """Stops the run from outside (CancelRun): IMMEDIATE cancels in-flight calls,
         AFTER_TURN lets them finish; neither starts new calls. The stream still ends
         with SessionCompleted, and the turn is marked cancelled in the log."""
-        if self._stop is CancelMode.IMMEDIATE:
+        if self._stops.requested is CancelMode.IMMEDIATE:
             return
-        self._stop = mode
+        self._stops.requested = mode
         if mode is CancelMode.IMMEDIATE:
             for task in self._inflight:
                 task.cancel()
@@ -210,12 +210,9 @@ class Session:
     def _expire(self) -> None:
         """The run's deadline passed: calls in flight fail with RUN_DEADLINE_EXCEEDED,
         later ones are not made, and the stream still ends with SessionCompleted."""
-        self._expired = True
+        self._stops.expired = True
         for task in self._inflight:
             task.cancel()
-
-    def _deadline_passed(self) -> bool:
-        return self._expired or (self._deadline is not None and time.monotonic() >= self._deadline)
 
     def __aiter__(self) -> AsyncIterator[SessionEvent]:
         return self._events()
@@ -274,7 +271,8 @@ class Session:
         timer = loop.call_later(self._lease_ttl / 3, start_heartbeat)
         # One timer for the run's deadline, not one per call: the calls' own timeouts
         # are the retry wrapper's (loop.time() is time.monotonic(), as the deadline).
-        expiry = None if self._deadline is None else loop.call_at(self._deadline, self._expire)
+        deadline = self._stops.deadline
+        expiry = None if deadline is None else loop.call_at(deadline, self._expire)
         try:
             await self._run()
         finally:
@@ -519,12 +517,9 @@ class Session:
         index = self._indexes[participant.name]
         return Failed(participant, index, failure, NULL_CALL_TRACE)
 
-    def _stopped_for_deadline(self) -> bool:
-        return self._stop is None and self._expired
-
     def _stopped_call(self) -> AgentFailure:
         """Why a call in flight was stopped: the deadline, or else a cancellation."""
-        if self._stopped_for_deadline():
+        if self._stops.stopped_for_deadline():
             return deadline_exceeded(during_call=True)
         self._cut_short = True
         return AgentFailure(
@@ -557,7 +552,7 @@ class Session:
     async def _run_sequential(self, called: Sequence[Participant]) -> tuple[int, int]:
         turns = failures = 0
         for position, participant in enumerate(called, start=1):
-            if self._stop is not None:
+            if self._stops.requested is not None:
                 outcome: Outcome = self._cancelled(participant, called=False)
             else:
                 delivered, through = await self._delivery_for(participant)
@@ -598,7 +593,7 @@ class Session:
         async with asyncio.TaskGroup() as group:
             pending: dict[asyncio.Task[Outcome], Participant] = {}
             for participant, delivered, through in calls:
-                if self._stop is not None:
+                if self._stops.requested is not None:
                     ready.update(
                         await self._store_replies([self._cancelled(participant, called=False)])
                     )
