@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -100,6 +101,33 @@ class _Crash:
     error: BaseException
 
 
+class _Outbox:
+    """A run's events on their way to its one reader. Not an asyncio.Queue, which does
+    more per item than this needs: bounds, waiting writers, task accounting."""
+
+    __slots__ = ("_items", "_reader")
+
+    def __init__(self) -> None:
+        self._items: deque[SessionEvent | _End | _Crash] = deque()
+        self._reader: asyncio.Future[None] | None = None
+
+    def put(self, item: SessionEvent | _End | _Crash) -> None:
+        self._items.append(item)
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    def take(self) -> SessionEvent | _End | _Crash | None:
+        """The next item; None when there is none yet."""
+        return self._items.popleft() if self._items else None
+
+    async def arrival(self) -> None:
+        """Returns once an item is there to take."""
+        while not self._items:
+            self._reader = asyncio.get_running_loop().create_future()
+            await self._reader
+
+
 class Session:
     """A run in progress. Created by `Engine.open_run` after the input is stored."""
 
@@ -135,9 +163,7 @@ class Session:
         self._mention_cursor: int | None = None
         # Bounded by construction: a run emits at most one event per participant, one
         # for the moderator, SessionStarted, SessionCompleted and the end marker.
-        self._queue: asyncio.Queue[SessionEvent | _End | _Crash] = asyncio.Queue(
-            maxsize=len(dialogue.participants) + 4
-        )
+        self._outbox = _Outbox()
         self._sequence = 0
         self._trace = (observer or NullObserver()).run(dialogue, lease.turn)
         self._counts = (0, 0)
@@ -218,8 +244,12 @@ class Session:
         return self._events()
 
     async def _events(self) -> AsyncIterator[SessionEvent]:
+        outbox = self._outbox
         while True:
-            item = await self._queue.get()
+            item = outbox.take()
+            if item is None:
+                await outbox.arrival()
+                continue
             if isinstance(item, _End):
                 return
             if isinstance(item, _Crash):
@@ -240,7 +270,7 @@ class Session:
             raise
         except Exception as crash:  # handed to the reader, who decides what it means
             error = crash
-            self._queue.put_nowait(_Crash(crash))
+            self._outbox.put(_Crash(crash))
         finally:
             if self._tails is not None and self._window.head:  # what the next run reads first
                 self._tails.put(self._tail_key, self._window)
@@ -252,7 +282,7 @@ class Session:
                     await asyncio.shield(self._release())
                 except Exception:
                     logger.exception("could not release the run lease of %s", self.dialogue_id)
-            self._queue.put_nowait(_End())
+            self._outbox.put(_End())
 
     async def _release(self) -> None:
         await self._store.end_run(self._lease)
@@ -402,7 +432,7 @@ class Session:
         self._trace.emitted(event)
         self._sequence += 1
         envelope = SessionEvent(self.dialogue_id, self.turn, self._sequence, utcnow(), event)
-        self._queue.put_nowait(envelope)
+        self._outbox.put(envelope)
         # Watchers get replies from the log itself; the other events only live here.
         if not isinstance(event, TurnCompleted):
             try:
@@ -590,15 +620,17 @@ class Session:
             if woken is not None and not woken.done():
                 woken.set_result(None)
 
-        async with asyncio.TaskGroup() as group:
-            pending: dict[asyncio.Task[Outcome], Participant] = {}
+        # Not a TaskGroup: calls never raise (failures are outcomes), and its done
+        # callback on each call would be one more scheduled callback per participant.
+        pending: dict[asyncio.Task[Outcome], Participant] = {}
+        try:
             for participant, delivered, through in calls:
                 if self._stops.requested is not None:
                     ready.update(
                         await self._store_replies([self._cancelled(participant, called=False)])
                     )
                     continue
-                task = group.create_task(
+                task = loop.create_task(
                     self._caller.call(
                         participant,
                         self._indexes[participant.name],
@@ -643,6 +675,12 @@ class Session:
                 for event in to_emit:
                     await self._emit(event)
                     turns, failures = _count(event, turns, failures)
+        finally:
+            # The run itself is being cancelled (or crashed): no call may outlive it.
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
         return turns, failures
 
 
