@@ -2,7 +2,7 @@
 
 What bounds the server, by construction (engine/session.py, store/feed.py):
 
-- a run's events wait in a queue of at most participants + 4 items (a run emits at most
+- a run's events wait in an outbox of at most participants + 4 items (a run emits at most
   one event per participant, one for the moderator, SessionStarted, SessionCompleted and
   an end marker), and the run is stored and its lease released whatever the reader's
   pace: storing never waits for the reader;
@@ -64,8 +64,9 @@ async def test_a_paused_run_reader_holds_back_nothing_but_its_own_run(server: Li
     started = await next_event(call)
     assert started.HasField("started")
     session = server.engine.sessions[name.removeprefix("dialogues/")]
-    queue = session._queue
-    assert queue.maxsize == PARTICIPANTS + 4
+    outbox = session._outbox
+    # At most one event per participant, one for a moderator, started, completed, end.
+    bound = PARTICIPANTS + 4
 
     # The reader reads nothing more. The run goes on regardless: every reply is stored
     # and the dialogue is released while the stream is still unread.
@@ -73,12 +74,12 @@ async def test_a_paused_run_reader_holds_back_nothing_but_its_own_run(server: Li
     dialogue = await admin.GetDialogue(pb.GetDialogueRequest(name=name))
     # The input, a reply from everyone, and the probe's own input.
     assert dialogue.message_count == 1 + PARTICIPANTS + 1
-    assert queue.qsize() <= queue.maxsize
+    assert len(outbox) <= bound
 
     # Now read, one event at a time, checking the bound before each read.
     events = [started]
     while True:
-        assert queue.qsize() <= queue.maxsize
+        assert len(outbox) <= bound
         event = await next_or_end(call)
         if event is None:
             break
@@ -91,7 +92,7 @@ async def test_a_paused_run_reader_holds_back_nothing_but_its_own_run(server: Li
         assert turn.content == f"{turn.speaker.name}:{expected}"
     assert sorted(e.turn_completed.speaker.name for e in events[1:-1]) == names
     assert events[-1].completed.turn_count == PARTICIPANTS
-    assert queue.qsize() == 0
+    assert len(outbox) == 0
 
     await server.close_channels()
     await assert_no_task_leaked(before)

@@ -117,6 +117,9 @@ class _Outbox:
         if reader is not None and not reader.done():
             reader.set_result(None)
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def take(self) -> SessionEvent | _End | _Crash | None:
         """The next item; None when there is none yet."""
         return self._items.popleft() if self._items else None
