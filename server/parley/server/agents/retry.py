@@ -71,35 +71,34 @@ class RetryingAgent:
         attempt = 0
         while True:
             attempt += 1
+            # Each attempt under its own deadline; inline, not a coroutine of its own,
+            # as this runs for every call of every participant.
+            deadline = self._timeouts.start(self._timeout)
             try:
-                return await self._attempt(call)
-            except AgentFailure as failure:
-                delay = self._delay_before_retry(failure, attempt)
-                if delay is None:
-                    failure.attempts = attempt
+                return await self.agent.execute(call)
+            except asyncio.CancelledError:
+                if not deadline.stop():
                     raise
-                logger.info(
-                    "%s in %s: attempt %d failed (%s), retrying in %.2f s",
-                    call.persona.name,
-                    call.dialogue_id,
-                    attempt,
-                    failure.code,
-                    delay,
+                failure = AgentFailure(
+                    "AGENT_TIMEOUT", f"no reply within {self._timeout:g} s", retryable=True
                 )
+            except AgentFailure as raised:
+                failure = raised
+            finally:
+                deadline.stop()
+            delay = self._delay_before_retry(failure, attempt)
+            if delay is None:
+                failure.attempts = attempt
+                raise failure
+            logger.info(
+                "%s in %s: attempt %d failed (%s), retrying in %.2f s",
+                call.persona.name,
+                call.dialogue_id,
+                attempt,
+                failure.code,
+                delay,
+            )
             await self._sleep(delay)
-
-    async def _attempt(self, call: AgentCall) -> AgentReply:
-        deadline = self._timeouts.start(self._timeout)
-        try:
-            return await self.agent.execute(call)
-        except asyncio.CancelledError:
-            if not deadline.stop():
-                raise
-            raise AgentFailure(
-                "AGENT_TIMEOUT", f"no reply within {self._timeout:g} s", retryable=True
-            ) from None
-        finally:
-            deadline.stop()
 
     def _delay_before_retry(self, failure: AgentFailure, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None when there is none."""

@@ -43,10 +43,13 @@ class SharedTimeouts:
 
     def __init__(self, resolution: float = DEFAULT_RESOLUTION_S) -> None:
         self._resolution = resolution
-        # Per event loop (a wrapper may outlive one, as in tests).
+        # Per event loop (a wrapper may outlive one, as in tests); the last one used is
+        # kept at hand, as is the slot width of the last timeout: both rarely change.
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Slots] = (
             weakref.WeakKeyDictionary()
         )
+        self._last: _Slots | None = None
+        self._width: tuple[float, float] | None = None  # (timeout, its slot width)
 
     def start(self, seconds: float) -> Deadline:
         """A deadline `seconds` from now for the current task."""
@@ -54,12 +57,18 @@ class SharedTimeouts:
         if task is None:
             raise RuntimeError("a deadline must be started inside a task")
         loop = task.get_loop()
-        slots = self._slots.get(loop)
-        if slots is None:
-            slots = self._slots[loop] = _Slots(loop)
-        width = max(self._resolution, seconds / SLOTS_PER_TIMEOUT)
-        slot = (width, math.ceil((loop.time() + seconds) / width))
-        deadline = Deadline(task, slots, slot)
+        slots = self._last
+        if slots is None or slots.loop is not loop:
+            slots = self._slots.get(loop)
+            if slots is None:
+                slots = self._slots[loop] = _Slots(loop)
+            self._last = slots
+        if self._width is not None and self._width[0] == seconds:
+            width = self._width[1]
+        else:
+            width = max(self._resolution, seconds / SLOTS_PER_TIMEOUT)
+            self._width = (seconds, width)
+        deadline = Deadline(task, slots, (width, math.ceil((loop.time() + seconds) / width)))
         slots.add(deadline)
         return deadline
 
@@ -67,15 +76,17 @@ class SharedTimeouts:
 class _Slots:
     """The armed deadlines of one loop, by slot, with one timer per slot."""
 
+    __slots__ = ("__weakref__", "_deadlines", "loop")
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self._deadlines: dict[Slot, set[Deadline]] = {}
 
     def add(self, deadline: Deadline) -> None:
         deadlines = self._deadlines.get(deadline.slot)
         if deadlines is None:
             width, number = deadline.slot
-            self._loop.call_at(width * number, self._expire, deadline.slot)
+            self.loop.call_at(width * number, self._expire, deadline.slot)
             deadlines = self._deadlines[deadline.slot] = set()
         deadlines.add(deadline)
 
