@@ -233,8 +233,18 @@ def set_timestamp(stamp: Timestamp, value: datetime) -> None:
 
 def duration(value: timedelta) -> Duration:
     result = Duration()
-    result.FromTimedelta(value)
+    set_duration(result, value)
     return result
+
+
+def set_duration(result: Duration, value: timedelta) -> None:
+    """`result.FromTimedelta(value)`, a few times faster: once per streamed turn."""
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    seconds, remainder = divmod(abs(micros), 1_000_000)
+    # Seconds and nanos carry the same sign, as Duration requires.
+    sign = -1 if micros < 0 else 1
+    result.seconds = sign * seconds
+    result.nanos = sign * remainder * 1_000
 
 
 # --- dialogue, participants ----------------------------------------------------------
@@ -591,7 +601,7 @@ def _fill_turn(result: pb.Turn, turn: events.TurnCompleted) -> None:
     result.turn = turn.turn
     result.message_seq = turn.message_seq
     result.participant_index = turn.participant_index
-    result.latency.FromTimedelta(turn.latency)
+    set_duration(result.latency, turn.latency)
     _fill_usage(result.usage, turn.usage)
 
 

@@ -292,13 +292,14 @@ class Engine:
         (time.monotonic()) bounds the run; `queue_timeout` set means wait that long for
         a busy dialogue instead of failing with RUN_IN_PROGRESS at once.
         """
-        run_input = dataclasses.replace(
-            run_input,
-            messages=[
-                dataclasses.replace(m, speaker=normalize_speaker(m.speaker))
-                for m in run_input.messages
-            ],
-        )
+        if run_input.messages:
+            run_input = dataclasses.replace(
+                run_input,
+                messages=[
+                    dataclasses.replace(m, speaker=normalize_speaker(m.speaker))
+                    for m in run_input.messages
+                ],
+            )
         out = Violations()
         check_run_input(run_input.messages, run_input.text, run_input.attachments, self.limits, out)
         if out.items or run_input.broadcast_override is not None:

@@ -126,7 +126,9 @@ class Subscription:
 
 
 class LocalFeed:
-    """In-process fan-out, keyed by dialogue (None subscribes to every dialogue)."""
+    """In-process fan-out, keyed by dialogue. None hears the cancel requests of every
+    dialogue: all a replica needs to act on the runs it holds, and not woken by every
+    other run's events."""
 
     def __init__(self) -> None:
         self._subscriptions: dict[str | None, set[Subscription]] = collections.defaultdict(set)
@@ -145,9 +147,9 @@ class LocalFeed:
 
     def dispatch(self, item: FeedItem) -> None:
         """Hands `item` to this process's listeners; never blocks."""
-        # Log hints only make sense per dialogue; the catch-all listeners (replicas
-        # watching for cancellations) get everything else.
-        keys = (item.dialogue_id,) if isinstance(item, LogGrew) else (item.dialogue_id, None)
+        keys: tuple[str | None, ...] = (item.dialogue_id,)
+        if isinstance(item, CancelRequested):
+            keys = (item.dialogue_id, None)
         for key in keys:
             for subscription in tuple(self._subscriptions.get(key, ())):
                 subscription.deliver(item)
