@@ -188,6 +188,13 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[t
     only: streamed requests (reflection) are left as they are.
     """
 
+    def __init__(self) -> None:
+        # Per method: the handler found and the tolerant one made of it. Methods resolve
+        # to the same handler every call, so it is rebuilt only if that ever changes.
+        self._tolerant: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[
@@ -196,40 +203,53 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[t
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
+        if handler is None or (deserialize := handler.request_deserializer) is None:
             return handler
-        parse = _tolerant_deserializer(handler.request_deserializer)
-        kwargs: dict[str, Any] = {
-            "request_deserializer": parse,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            unary_behaviour: Any = handler.unary_unary
+        method = handler_call_details.method
+        known = self._tolerant.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        tolerant = _tolerant_handler(handler, deserialize)
+        self._tolerant[method] = (handler, tolerant)
+        return tolerant
 
-            async def unary(request: Any, context: Context) -> Any:
+
+def _tolerant_handler(
+    handler: grpc.RpcMethodHandler[Any, Any], deserialize: Callable[[bytes], Any]
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler`, with a request that does not parse answered INVALID_ARGUMENT."""
+    parse = _tolerant_deserializer(deserialize)
+    kwargs: dict[str, Any] = {
+        "request_deserializer": parse,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        unary_behaviour: Any = handler.unary_unary
+
+        async def unary(request: Any, context: Context) -> Any:
+            if isinstance(request, _Undecodable):
+                await abort(context, _malformed(request))
+            return await unary_behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
+    if handler.unary_stream is not None:
+        stream_behaviour: Any = handler.unary_stream
+        if not inspect.isasyncgenfunction(stream_behaviour):
+            # A handler that writes with context.write (health's Watch).
+
+            async def writer(request: Any, context: Context) -> Any:
                 if isinstance(request, _Undecodable):
                     await abort(context, _malformed(request))
-                return await unary_behaviour(request, context)
+                return await stream_behaviour(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
-        if handler.unary_stream is not None:
-            stream_behaviour: Any = handler.unary_stream
-            if not inspect.isasyncgenfunction(stream_behaviour):
-                # A handler that writes with context.write (health's Watch).
+            return grpc.unary_stream_rpc_method_handler(writer, **kwargs)
 
-                async def writer(request: Any, context: Context) -> Any:
-                    if isinstance(request, _Undecodable):
-                        await abort(context, _malformed(request))
-                    return await stream_behaviour(request, context)
+        async def stream(request: Any, context: Context) -> AsyncGenerator[Any, None]:
+            if isinstance(request, _Undecodable):
+                await abort(context, _malformed(request))
+            async with contextlib.aclosing(stream_behaviour(request, context)) as items:
+                async for item in items:
+                    yield item
 
-                return grpc.unary_stream_rpc_method_handler(writer, **kwargs)
-
-            async def stream(request: Any, context: Context) -> AsyncGenerator[Any, None]:
-                if isinstance(request, _Undecodable):
-                    await abort(context, _malformed(request))
-                async with contextlib.aclosing(stream_behaviour(request, context)) as items:
-                    async for item in items:
-                        yield item
-
-            return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
-        return handler
+        return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
+    return handler

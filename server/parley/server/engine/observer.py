@@ -54,9 +54,13 @@ class RunObserver(Protocol):
     def run(self, dialogue: Dialogue, turn: int) -> RunTrace: ...
 
 
+# Reusable: entering it does nothing and returns None.
+_NO_SCOPE = nullcontext()
+
+
 class _NullCall:
     def scope(self) -> AbstractContextManager[object]:
-        return nullcontext()
+        return _NO_SCOPE
 
     def replied(self, reply: AgentReply, message: Message | None) -> None:
         pass
@@ -67,7 +71,7 @@ class _NullCall:
 
 class _NullRun:
     def scope(self) -> AbstractContextManager[object]:
-        return nullcontext()
+        return _NO_SCOPE
 
     def planned(self, model: ExecutionModel, called: Sequence[str]) -> None:
         pass

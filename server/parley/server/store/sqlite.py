@@ -469,8 +469,10 @@ class _Database:
 
     def _next_token(self) -> int:
         """Draws the next fencing token; only inside a write transaction."""
-        self._conn.execute("UPDATE lease_counter SET last_token = last_token + 1")
-        return int(self._conn.execute("SELECT last_token FROM lease_counter").fetchone()[0])
+        row = self._conn.execute(
+            "UPDATE lease_counter SET last_token = last_token + 1 RETURNING last_token"
+        ).fetchone()
+        return int(row[0])
 
     def begin_run(
         self,
@@ -600,10 +602,15 @@ class _Database:
             Message.from_draft(draft, seq, now)
             for seq, draft in enumerate(drafts, start=message_count + 1)
         ]
+        written = _to_micros(now)  # converted once: messages made now (not imported)
+
+        def written_at(moment: datetime) -> int:
+            return written if moment is now else _to_micros(moment)
+
         self._conn.executemany(
             f"INSERT INTO messages (dialogue_id, {records.MESSAGE_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (records.message_values(dialogue_id, message, _to_micros) for message in messages),
+            (records.message_values(dialogue_id, message, written_at) for message in messages),
         )
         self._conn.execute(
             "UPDATE dialogues SET message_count = ?, latest_turn = ?, update_time = ? WHERE id = ?",
@@ -611,7 +618,7 @@ class _Database:
                 messages[-1].seq,
                 # The log never holds a turn the dialogue has not reached yet.
                 max(latest_turn, *(m.turn for m in messages)),
-                _to_micros(now),
+                written,
                 dialogue_id,
             ),
         )
