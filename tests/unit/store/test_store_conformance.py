@@ -394,6 +394,41 @@ async def test_begin_run_opens_the_next_turn(store: Store) -> None:
     assert (await store.get_dialogue("d1")).latest_turn == 2
 
 
+async def test_begin_run_sees_the_participants_as_they_are_now(store: Store) -> None:
+    # Stores may keep participants between runs; what begin_run returns is current all
+    # the same: moved cursors, added and removed participants, a dialogue made anew.
+    await store.create_dialogue(Dialogue(id="d1", participants=(participant("Alice"),)))
+    lease = await begin(store, "d1", owner="test", ttl=TTL)
+    await store.append(lease, [draft(lease.turn)], {"Alice": 1}, end_run=True)
+    start = await store.begin_run("d1", owner="test", ttl=TTL)
+    assert [(p.name, p.cursor) for p in start.dialogue.participants] == [("Alice", 1)]
+    await store.end_run(start.lease)
+
+    await store.add_participant("d1", participant("Bob", cursor=None))
+    start = await store.begin_run("d1", owner="test", ttl=TTL)
+    assert [(p.name, p.cursor) for p in start.dialogue.participants] == [
+        ("Alice", 1),
+        ("Bob", None),
+    ]
+    await store.end_run(start.lease)
+
+    # As many participants as before, not the same ones.
+    await store.remove_participant("d1", "Alice")
+    await store.add_participant("d1", participant("Carol", agent_options={"k": "v"}))
+    start = await store.begin_run("d1", owner="test", ttl=TTL)
+    assert [(p.name, p.agent_options) for p in start.dialogue.participants] == [
+        ("Bob", {}),
+        ("Carol", {"k": "v"}),
+    ]
+    await store.end_run(start.lease)
+
+    await store.delete_dialogue("d1")
+    await store.create_dialogue(rich_dialogue("d1"))
+    start = await store.begin_run("d1", owner="test", ttl=TTL)
+    assert start.dialogue.participants == rich_dialogue("d1").participants
+    await store.end_run(start.lease)
+
+
 async def test_begin_run_on_an_unknown_dialogue_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         await begin(store, "nope", owner="me", ttl=TTL)
@@ -1007,6 +1042,49 @@ async def test_sqlite_migrations_are_recorded_and_reapplied_idempotently(tmp_pat
     conn.close()
     assert versions == [(SCHEMA_VERSION,)]
     assert journal == ("wal",)
+
+
+async def test_sqlite_upgrades_a_database_of_every_earlier_version(tmp_path: Path) -> None:
+    for version in range(1, SCHEMA_VERSION):
+        path = tmp_path / f"v{version}.db"
+        with sqlite3.connect(path) as conn:
+            for statements in MIGRATIONS[:version]:
+                for statement in statements:
+                    conn.execute(statement)
+            conn.execute(
+                "CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1),"
+                " version INTEGER NOT NULL)"
+            )
+            conn.execute("INSERT INTO schema_version (id, version) VALUES (1, ?)", (version,))
+        conn.close()
+        store = SQLiteStore(str(path))
+        await store.open()
+        try:
+            await store.create_dialogue(rich_dialogue("d1"))
+            await run_turn(store, "d1", 2)
+            await store.add_participant("d1", participant("Carol"))
+            start = await store.begin_run("d1", owner="test", ttl=TTL)
+            assert [p.name for p in start.dialogue.participants][-1] == "Carol"
+            await store.end_run(start.lease)
+        finally:
+            await store.close()
+
+
+async def test_sqlite_migrations_converge_on_a_schema_made_by_hand(tmp_path: Path) -> None:
+    # Every table and column there already, but no record of the version.
+    path = tmp_path / "parley.db"
+    with sqlite3.connect(path) as conn:
+        for statements in MIGRATIONS:
+            for statement in statements:
+                conn.execute(statement)
+    conn.close()
+    store = SQLiteStore(str(path))
+    await store.open()
+    try:
+        await store.create_dialogue(rich_dialogue("d1"))
+        assert (await store.get_dialogue("d1")).participants == rich_dialogue("d1").participants
+    finally:
+        await store.close()
 
 
 async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -123,6 +124,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # Retention finds old dialogues without reading every one.
     ("CREATE INDEX IF NOT EXISTS dialogues_by_update_time ON dialogues (update_time)",),
+    # Bumped by every change to who takes part (not by cursors moving), so that the
+    # participants' definitions can be kept between runs: see `_Rosters`.
+    ("ALTER TABLE dialogues ADD COLUMN roster_version INTEGER NOT NULL DEFAULT 0",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -133,6 +137,8 @@ _BUSY_TIMEOUT_MS = 5_000
 _INLINE_MESSAGES = 256
 # Rows written between two checkpoints (the WAL grows with them).
 _CHECKPOINT_EVERY = 1_000
+# Dialogues whose participants' definitions are kept between runs (see `_Rosters`).
+_KEPT_ROSTERS = 256
 
 # Matches a dialogue row whose lease `token` is current: the dialogue still holds it, so
 # it was neither released nor taken over. Expiry alone only makes a takeover possible.
@@ -214,6 +220,16 @@ def _transaction(conn: sqlite3.Connection, *, write: bool = False) -> Iterator[N
         raise
 
 
+def _apply(conn: sqlite3.Connection, statement: str) -> None:
+    """Runs one migration statement. A column that is there already counts as added:
+    SQLite has no ADD COLUMN IF NOT EXISTS, and migrations must converge."""
+    try:
+        conn.execute(statement)
+    except sqlite3.OperationalError as error:
+        if "ADD COLUMN" not in statement or "duplicate column name" not in str(error):
+            raise
+
+
 def _by_value(cursors: Mapping[str, int]) -> dict[int, list[str]]:
     names: dict[int, list[str]] = {}
     for name, cursor in cursors.items():
@@ -225,6 +241,32 @@ def _is_busy(error: sqlite3.Error) -> bool:
     """The file is locked by another connection (SQLITE_BUSY and its extended codes)."""
     code = getattr(error, "sqlite_errorcode", None)
     return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
+
+
+class _Rosters:
+    """The participants of recently run dialogues, without their cursors.
+
+    Starting a run reads the dialogue's participants, which rarely change, while only
+    their cursors move: kept here by dialogue (id and creation time, as an id may be
+    reused) and `roster_version`, a run reads just the cursors. A bounded LRU.
+    """
+
+    def __init__(self, capacity: int = _KEPT_ROSTERS) -> None:
+        self._capacity = capacity
+        self._kept: OrderedDict[tuple[str, int], tuple[int, list[Participant]]] = OrderedDict()
+
+    def get(self, key: tuple[str, int], version: int) -> list[Participant] | None:
+        kept = self._kept.get(key)
+        if kept is None or kept[0] != version:
+            return None
+        self._kept.move_to_end(key)
+        return kept[1]
+
+    def put(self, key: tuple[str, int], version: int, participants: list[Participant]) -> None:
+        self._kept[key] = (version, participants)
+        self._kept.move_to_end(key)
+        if len(self._kept) > self._capacity:
+            self._kept.popitem(last=False)
 
 
 class _Database:
@@ -242,6 +284,7 @@ class _Database:
         # check_same_thread=False: the loop and the worker take turns (see SQLiteStore).
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
+        self._rosters = _Rosters()
         try:
             self._configure()
             self._migrate()
@@ -293,7 +336,7 @@ class _Database:
                 )
             for statements in MIGRATIONS[current:]:
                 for statement in statements:
-                    conn.execute(statement)
+                    _apply(conn, statement)
             conn.execute(
                 "INSERT INTO schema_version (id, version) VALUES (1, ?)"
                 " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
@@ -333,7 +376,33 @@ class _Database:
 
     def _dialogue(self, row: sqlite3.Row) -> Dialogue:
         """The dialogue of a `SELECT *` row of `dialogues`, with its participants."""
-        return records.dialogue_from_row(row, self._participants(row["id"]), _from_micros)
+        return records.dialogue_from_row(row, self._roster(row), _from_micros)
+
+    def _roster(self, row: sqlite3.Row) -> list[Participant]:
+        """The participants of a `SELECT *` row of `dialogues`: only their cursors are
+        read when the definitions are kept from an earlier read."""
+        dialogue_id = row["id"]
+        key, version = (dialogue_id, row["create_time"]), row["roster_version"]
+        kept = self._rosters.get(key, version)
+        if kept is not None:
+            cursors = self._conn.execute(
+                "SELECT cursor FROM participants WHERE dialogue_id = ? ORDER BY position",
+                (dialogue_id,),
+            ).fetchall()
+            if len(cursors) == len(kept):  # else written by another hand: read them all
+                return [
+                    Participant(
+                        persona=p.persona,
+                        agent=p.agent,
+                        agent_options=dict(p.agent_options),
+                        joining_strategy=p.joining_strategy,
+                        cursor=cursor,
+                    )
+                    for p, (cursor,) in zip(kept, cursors, strict=True)
+                ]
+        participants = self._participants(dialogue_id)
+        self._rosters.put(key, version, participants)
+        return participants
 
     def _require(self, dialogue_id: str) -> None:
         if self._conn.execute("SELECT 1 FROM dialogues WHERE id = ?", (dialogue_id,)).fetchone():
@@ -444,8 +513,8 @@ class _Database:
                 records.participant_values(dialogue_id, row["next_position"], participant),
             )
             conn.execute(
-                "UPDATE dialogues SET next_position = next_position + 1, update_time = ?"
-                " WHERE id = ?",
+                "UPDATE dialogues SET next_position = next_position + 1,"
+                " roster_version = roster_version + 1, update_time = ? WHERE id = ?",
                 (_to_micros(utcnow()), dialogue_id),
             )
             return self._load(dialogue_id)
@@ -460,7 +529,8 @@ class _Database:
             if removed.rowcount == 0:
                 raise _errors.participant_not_found(dialogue_id, name)
             conn.execute(
-                "UPDATE dialogues SET update_time = ? WHERE id = ?",
+                "UPDATE dialogues SET roster_version = roster_version + 1, update_time = ?"
+                " WHERE id = ?",
                 (_to_micros(utcnow()), dialogue_id),
             )
             return self._load(dialogue_id)
