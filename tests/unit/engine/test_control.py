@@ -47,6 +47,27 @@ async def test_cancel_immediate_fails_in_flight_calls_and_completes_the_stream(
     assert (await collect(engine, "d", RunInput(text="again")))[-1].event == SessionCompleted(2, 0)
 
 
+async def test_cancel_immediate_before_the_calls_start_makes_none_of_them(
+    engine: Engine, gated: GatedAgent, store: MemoryStore
+) -> None:
+    await make(engine, gated_participant("A"), gated_participant("B"))
+    async with await engine.open_run("d", RunInput(text="go")) as run:
+        events = aiter(run)
+        await anext(events)  # started: the calls' tasks exist, none has run yet
+        run.request_stop(CancelMode.IMMEDIATE)
+        rest = [e.event async for e in events]
+
+    assert [(e.speaker.name, e.code) for e in rest if isinstance(e, TurnFailed)] == [
+        ("A", "RUN_CANCELLED"),
+        ("B", "RUN_CANCELLED"),
+    ]
+    assert rest[-1] == SessionCompleted(0, 2)
+    assert not gated.started("A").is_set()
+    assert not gated.started("B").is_set()
+    log = await store.read_messages("d")
+    assert log[-1].metadata == {RUN_END_METADATA_KEY: "cancelled"}
+
+
 async def test_cancel_after_turn_lets_the_current_call_finish_and_starts_no_more(
     engine: Engine, gated: GatedAgent
 ) -> None:

@@ -88,6 +88,11 @@ class StopState:
         """Whether calls were stopped by the deadline (not by a request)."""
         return self.requested is None and self.expired
 
+    def calls_stopped(self) -> bool:
+        """Whether calls in flight are being stopped (an IMMEDIATE request, or the
+        deadline): a call not started yet must not start."""
+        return self.expired or self.requested is CancelMode.IMMEDIATE
+
 
 class Caller:
     """Calls the participants of one run; every failure becomes a `Failed`, never an

@@ -613,19 +613,37 @@ class Session:
         ready: dict[int, Event] = {}
         next_to_emit = 0
         loop = asyncio.get_running_loop()
-        # Calls that finished since the driver last looked, and a future that wakes it.
-        # (asyncio.wait would add and remove a callback on every pending call each time.)
-        finished: list[asyncio.Task[Outcome]] = []
+        # Calls that ended since the driver last looked (no outcome: stopped), and a
+        # future that wakes it. Each call reports its own end: a done callback would be
+        # one more scheduled callback per call (asyncio.wait, one per pending call each
+        # time). A call counts as in flight, to be stopped, only once it has started: a
+        # task cancelled before its start would never run its report.
+        ended: list[tuple[Participant, Outcome | None]] = []
         woken: asyncio.Future[None] | None = None
 
-        def on_done(task: asyncio.Task[Outcome]) -> None:
-            finished.append(task)
-            if woken is not None and not woken.done():
-                woken.set_result(None)
+        async def call(participant: Participant, delivered: list[Message], through: int) -> None:
+            outcome: Outcome | None = None
+            task = asyncio.current_task()
+            assert task is not None
+            try:
+                if not self._stops.calls_stopped():
+                    self._inflight.add(task)
+                    outcome = await self._caller.call(
+                        participant,
+                        self._indexes[participant.name],
+                        delivered,
+                        through,
+                        sequential=False,
+                    )
+            finally:
+                self._inflight.discard(task)
+                ended.append((participant, outcome))
+                if woken is not None and not woken.done():
+                    woken.set_result(None)
 
         # Not a TaskGroup: calls never raise (failures are outcomes), and its done
         # callback on each call would be one more scheduled callback per participant.
-        pending: dict[asyncio.Task[Outcome], Participant] = {}
+        tasks: list[asyncio.Task[None]] = []
         try:
             for participant, delivered, through in calls:
                 if self._stops.requested is not None:
@@ -633,38 +651,26 @@ class Session:
                         await self._store_replies([self._cancelled(participant, called=False)])
                     )
                     continue
-                task = loop.create_task(
-                    self._caller.call(
-                        participant,
-                        self._indexes[participant.name],
-                        delivered,
-                        through,
-                        sequential=False,
-                    )
-                )
-                task.add_done_callback(on_done)
-                pending[task] = participant
-                self._inflight.add(task)
+                tasks.append(loop.create_task(call(participant, delivered, through)))
+            pending = len(tasks)
             while pending or ready:
                 if pending:
-                    if not finished:
+                    if not ended:
                         woken = loop.create_future()
                         await woken
-                    done, finished[:] = list(finished), []
+                    done, ended[:] = list(ended), []
+                    pending -= len(done)
                     # Replies that finished together are stored and emitted in
                     # participant order, so ties never depend on scheduling.
                     outcomes = sorted(
                         (
-                            self._cancelled(pending[task], called=True)
-                            if task.cancelled()
-                            else task.result()
-                            for task in done
+                            self._cancelled(participant, called=True)
+                            if outcome is None
+                            else outcome
+                            for participant, outcome in done
                         ),
                         key=lambda o: o.index,
                     )
-                    for task in done:
-                        del pending[task]
-                        self._inflight.discard(task)
                     ready.update(await self._store_replies(outcomes, last=not pending))
                 if emission is None:
                     to_emit = [ready.pop(i) for i in sorted(ready)]
@@ -680,10 +686,11 @@ class Session:
                     turns, failures = _count(event, turns, failures)
         finally:
             # The run itself is being cancelled (or crashed): no call may outlive it.
-            for task in pending:
+            running = [task for task in tasks if not task.done()]
+            for task in running:
                 task.cancel()
-            if pending:
-                await asyncio.wait(pending)
+            if running:
+                await asyncio.wait(running)
         return turns, failures
 
 
