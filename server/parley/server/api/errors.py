@@ -11,6 +11,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -110,10 +111,13 @@ Context = grpc.aio.ServicerContext[Any, Any]
 def unary(
     method: Callable[[Servicer, Req, Context], Awaitable[Resp]],
 ) -> Callable[[Servicer, Req, Context], Awaitable[Resp]]:
-    """Maps every exception a unary handler raises to a proper status."""
+    """Maps every exception a unary handler raises to a proper status, and answers a
+    request that does not parse (see `MalformedRequestInterceptor`)."""
 
     @functools.wraps(method)
     async def wrapper(self: Servicer, request: Req, context: Context) -> Resp:
+        if isinstance(request, _Undecodable):
+            await abort(context, _malformed(request))
         try:
             return await method(self, request, context)
         except grpc.aio.AbortError:
@@ -121,6 +125,7 @@ def unary(
         except Exception as error:
             await abort_for(context, error)
 
+    _CHECKING_REQUESTS.add(wrapper)
     return wrapper
 
 
@@ -131,6 +136,8 @@ def streaming(
 
     @functools.wraps(method)
     async def wrapper(self: Servicer, request: Req, context: Context) -> AsyncGenerator[Resp, None]:
+        if isinstance(request, _Undecodable):
+            await abort(context, _malformed(request))
         try:
             # aclosing: when the client goes away, the handler's own cleanup runs now,
             # not whenever the garbage collector finalises the generator.
@@ -142,10 +149,20 @@ def streaming(
         except Exception as error:
             await abort_for(context, error)
 
+    _CHECKING_REQUESTS.add(wrapper)
     return wrapper
 
 
 # --- requests that do not parse ------------------------------------------------------
+
+# Handlers made by `unary` and `streaming`: they answer an undecodable request
+# themselves, so the interceptor only swaps their parser and wraps them in nothing (one
+# generator less on every streamed event).
+_CHECKING_REQUESTS: weakref.WeakSet[Callable[..., object]] = weakref.WeakSet()
+
+
+def _checks_requests(behaviour: Callable[..., object]) -> bool:
+    return getattr(behaviour, "__func__", behaviour) in _CHECKING_REQUESTS
 
 
 class _Undecodable:
@@ -225,6 +242,8 @@ def _tolerant_handler(
     }
     if handler.unary_unary is not None:
         unary_behaviour: Any = handler.unary_unary
+        if _checks_requests(unary_behaviour):
+            return grpc.unary_unary_rpc_method_handler(unary_behaviour, **kwargs)
 
         async def unary(request: Any, context: Context) -> Any:
             if isinstance(request, _Undecodable):
@@ -234,6 +253,8 @@ def _tolerant_handler(
         return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
     if handler.unary_stream is not None:
         stream_behaviour: Any = handler.unary_stream
+        if _checks_requests(stream_behaviour):
+            return grpc.unary_stream_rpc_method_handler(stream_behaviour, **kwargs)
         if not inspect.isasyncgenfunction(stream_behaviour):
             # A handler that writes with context.write (health's Watch).
 
