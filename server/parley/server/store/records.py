@@ -97,10 +97,9 @@ def _options_from_text(text: str) -> Mapping[str, str]:
 _SPEAKER_KINDS = {kind.value: kind for kind in SpeakerKind}
 _ORIGINS = {origin.value: origin for origin in Origin}
 _MESSAGE_TYPES = {kind.value: kind for kind in MessageType}
-# And back: a dict is several times faster than an enum member's `.value`.
-_TEXT: dict[SpeakerKind | MessageType | Origin, str] = {
-    member: member.value for members in (SpeakerKind, MessageType, Origin) for member in members
-}
+# And back through `_value_`, the member's own attribute (`.value` is a property, and a
+# dict keyed by members hashes each through Python-level `Enum.__hash__`: measured, 1%
+# of the server's instructions per run).
 
 
 @functools.lru_cache(maxsize=4096)
@@ -186,14 +185,14 @@ def message_values(
         dialogue_id,
         message.seq,
         message.turn,
-        _TEXT[speaker.kind],
+        speaker.kind._value_,
         speaker.name,
         speaker.role,
         speaker.icon,
         message.content,
-        _TEXT[message.type],
+        message.type._value_,
         message.custom_type,
-        _TEXT[message.origin],
+        message.origin._value_,
         dump_attachments(message.attachments),
         dump_string_map(message.metadata),
         message.delivered_through,
