@@ -44,7 +44,8 @@ class SharedTimeouts:
     def __init__(self, resolution: float = DEFAULT_RESOLUTION_S) -> None:
         self._resolution = resolution
         # Per event loop (a wrapper may outlive one, as in tests); the last one used is
-        # kept at hand, as is the slot width of the last timeout: both rarely change.
+        # kept at hand (so a closed loop stays referenced until another is used), as is
+        # the slot width of the last timeout: both rarely change.
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Slots] = (
             weakref.WeakKeyDictionary()
         )

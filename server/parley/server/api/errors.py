@@ -116,8 +116,7 @@ def unary(
 
     @functools.wraps(method)
     async def wrapper(self: Servicer, request: Req, context: Context) -> Resp:
-        if isinstance(request, _Undecodable):
-            await abort(context, _malformed(request))
+        await refuse_undecodable(request, context)
         try:
             return await method(self, request, context)
         except grpc.aio.AbortError:
@@ -136,8 +135,7 @@ def streaming(
 
     @functools.wraps(method)
     async def wrapper(self: Servicer, request: Req, context: Context) -> AsyncGenerator[Resp, None]:
-        if isinstance(request, _Undecodable):
-            await abort(context, _malformed(request))
+        await refuse_undecodable(request, context)
         try:
             # aclosing: when the client goes away, the handler's own cleanup runs now,
             # not whenever the garbage collector finalises the generator.
@@ -172,6 +170,13 @@ class _Undecodable:
         self.type_name = type_name
 
 
+async def refuse_undecodable(request: object, context: Context) -> None:
+    """Aborts with INVALID_ARGUMENT (MALFORMED_REQUEST) when the request did not parse:
+    what every handler does first once the interceptor has swapped in its parser."""
+    if isinstance(request, _Undecodable):
+        await abort(context, _malformed(request))
+
+
 def _malformed(request: _Undecodable) -> status_pb2.Status:
     return status_for(
         errors.InvalidArgument.single(
@@ -202,7 +207,9 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[t
     Without it grpc.aio answers UNKNOWN with the parser's own exception text before any
     handler runs. Install it last (innermost), so that interceptors which rebuild
     handlers (authentication, tracing) keep its deserializer. Unary-request methods
-    only: streamed requests (reflection) are left as they are.
+    only: streamed requests (reflection) are left as they are. Handlers made by `unary`
+    and `streaming` refuse such requests themselves and are not wrapped; the others
+    (health) are.
     """
 
     def __init__(self) -> None:
@@ -246,8 +253,7 @@ def _tolerant_handler(
             return grpc.unary_unary_rpc_method_handler(unary_behaviour, **kwargs)
 
         async def unary(request: Any, context: Context) -> Any:
-            if isinstance(request, _Undecodable):
-                await abort(context, _malformed(request))
+            await refuse_undecodable(request, context)
             return await unary_behaviour(request, context)
 
         return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
@@ -259,15 +265,13 @@ def _tolerant_handler(
             # A handler that writes with context.write (health's Watch).
 
             async def writer(request: Any, context: Context) -> Any:
-                if isinstance(request, _Undecodable):
-                    await abort(context, _malformed(request))
+                await refuse_undecodable(request, context)
                 return await stream_behaviour(request, context)
 
             return grpc.unary_stream_rpc_method_handler(writer, **kwargs)
 
         async def stream(request: Any, context: Context) -> AsyncGenerator[Any, None]:
-            if isinstance(request, _Undecodable):
-                await abort(context, _malformed(request))
+            await refuse_undecodable(request, context)
             async with contextlib.aclosing(stream_behaviour(request, context)) as items:
                 async for item in items:
                     yield item

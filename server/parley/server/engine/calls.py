@@ -1,5 +1,5 @@
-"""Calling one participant for a run: the call, its failure as a value, and the
-earlier exchanges a chat backend asks for."""
+"""Calling one participant for a run: the call, its failure as a value, the earlier
+exchanges a chat backend asks for, and what may stop the run's calls (`StopState`)."""
 
 from __future__ import annotations
 

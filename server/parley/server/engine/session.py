@@ -172,6 +172,7 @@ class Session:
         self._counts = (0, 0)
         self._stops = StopState(deadline)
         self._lease_ttl = lease_ttl
+        # Calls that may be running: what an IMMEDIATE stop or the deadline cancels.
         self._inflight: set[asyncio.Task[Any]] = set()
         self._cut_short = False
         # Set when the run's last write released the lease with it.
