@@ -614,6 +614,28 @@ async def test_a_stale_lease_never_matches_a_recreated_dialogue(store: Store) ->
         await begin(store, "d1", owner="third", ttl=TTL)
 
 
+@pytest.mark.parametrize("removal", ["delete", "expire"])
+async def test_no_lease_of_a_recreated_dialogue_repeats_a_token_of_the_old_one(
+    store: Store, removal: str
+) -> None:
+    # Also when the old dialogue granted more leases than the new one has so far, and
+    # when other dialogues come and go in between.
+    await store.create_dialogue(Dialogue(id="d1"))
+    await store.create_dialogue(Dialogue(id="other"))
+    old = [await run_turn(store, "d1", 1) for _ in range(3)]
+    await run_turn(store, "other", 1)
+    if removal == "delete":
+        await store.delete_dialogue("d1")
+    else:
+        assert await store.expire_dialogues(datetime.now(UTC) + timedelta(days=1)) == 2
+    await store.create_dialogue(Dialogue(id="d1"))
+
+    new = [await run_turn(store, "d1", 1) for _ in range(4)]
+
+    assert not {lease.token for lease in old} & {lease.token for lease in new}
+    assert [lease.token for lease in new] == sorted({lease.token for lease in new})
+
+
 # --- beginning a run with its input ---------------------------------------------------
 
 

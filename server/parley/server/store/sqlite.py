@@ -112,8 +112,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
         "CREATE INDEX IF NOT EXISTS messages_by_turn ON messages (dialogue_id, turn, seq)",
-        # Fencing tokens come from one store-wide counter, so a stale lease on a deleted
-        # dialogue never matches a lease on a new dialogue that reuses the id.
+        # A dialogue's fencing tokens count up from where this store-wide counter stood
+        # when it was created, and deleting a dialogue moves the counter past its tokens:
+        # a stale lease on a deleted dialogue never matches one on a new dialogue that
+        # reuses the id. (Earlier versions drew every lease's token from the counter.)
         """
         CREATE TABLE IF NOT EXISTS lease_counter (
             id         INTEGER PRIMARY KEY CHECK (id = 1),
@@ -237,6 +239,27 @@ def _by_value(cursors: Mapping[str, int]) -> dict[int, list[str]]:
     return names
 
 
+# The columns that end a run's lease.
+_RELEASED: Mapping[str, object] = {
+    "lease_owner": None,
+    "lease_expires": None,
+    "cancel_requested": None,
+}
+
+
+def _grown(messages: Sequence[Message], latest_turn: int, now: datetime) -> dict[str, object]:
+    """A dialogue row's changes after `messages` were inserted at `now`: its log head,
+    its latest turn (the log never holds a turn the dialogue has not reached) and its
+    update time."""
+    if not messages:
+        return {}
+    return {
+        "message_count": messages[-1].seq,
+        "latest_turn": max(latest_turn, *(m.turn for m in messages)),
+        "update_time": _to_micros(now),
+    }
+
+
 def _is_busy(error: sqlite3.Error) -> bool:
     """The file is locked by another connection (SQLITE_BUSY and its extended codes)."""
     code = getattr(error, "sqlite_errorcode", None)
@@ -352,11 +375,9 @@ class _Database:
             ).fetchall()
             for row in rows:
                 notice = run_end_notice(row["latest_turn"], RunEnd.INTERRUPTED)
-                self._insert(row["id"], [notice], row["message_count"], row["latest_turn"])
-            self._conn.execute(
-                "UPDATE dialogues SET lease_owner = NULL, lease_expires = NULL,"
-                " cancel_requested = NULL WHERE lease_owner IS NOT NULL"
-            )
+                now = utcnow()
+                messages = self._insert(row["id"], [notice], row["message_count"], now)
+                self._update(row["id"], _grown(messages, row["latest_turn"], now), _RELEASED)
 
     # --- reading dialogues ------------------------------------------------------------
 
@@ -443,8 +464,8 @@ class _Database:
                 """
                 INSERT INTO dialogues (
                     display_name, execution_model, context, reaction_strategy,
-                    id, latest_turn, next_position, create_time, update_time
-                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    id, latest_turn, next_position, create_time, update_time, lease_token
+                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT last_token FROM lease_counter))
                 """,
                 (
                     *records.dialogue_settings(dialogue),
@@ -483,16 +504,26 @@ class _Database:
     def delete_dialogue(self, dialogue_id: str) -> None:
         # Participants and messages go with it: ON DELETE CASCADE.
         with _transaction(self._conn, write=True):
+            self._retire_tokens("id = ?", (dialogue_id,))
             deleted = self._conn.execute("DELETE FROM dialogues WHERE id = ?", (dialogue_id,))
             if deleted.rowcount == 0:
                 raise errors.dialogue_not_found(dialogue_id)
 
     def expire_dialogues(self, older_than: datetime) -> int:
         with _transaction(self._conn, write=True):
-            deleted = self._conn.execute(
-                "DELETE FROM dialogues WHERE update_time < ?", (_to_micros(older_than),)
-            )
+            where = ("update_time < ?", (_to_micros(older_than),))
+            self._retire_tokens(*where)
+            deleted = self._conn.execute(f"DELETE FROM dialogues WHERE {where[0]}", where[1])
             return deleted.rowcount
+
+    def _retire_tokens(self, where: str, params: tuple[object, ...]) -> None:
+        """Before dialogues are deleted: the store-wide counter passes every token they
+        granted, so a dialogue created later with one of their ids starts above them."""
+        self._conn.execute(
+            "UPDATE lease_counter SET last_token = max(last_token,"
+            f" (SELECT coalesce(max(lease_token), 0) FROM dialogues WHERE {where}))",
+            params,
+        )
 
     def add_participant(self, dialogue_id: str, participant: Participant) -> Dialogue:
         conn = self._conn
@@ -537,13 +568,6 @@ class _Database:
 
     # --- runs -------------------------------------------------------------------------
 
-    def _next_token(self) -> int:
-        """Draws the next fencing token; only inside a write transaction."""
-        row = self._conn.execute(
-            "UPDATE lease_counter SET last_token = last_token + 1 RETURNING last_token"
-        ).fetchone()
-        return int(row[0])
-
     def begin_run(
         self,
         dialogue_id: str,
@@ -571,15 +595,21 @@ class _Database:
                 # Its holder died mid-run: say so in the log before the next turn.
                 drafts.insert(0, run_end_notice(dialogue.latest_turn, RunEnd.INTERRUPTED))
             lease = RunLease(
-                dialogue_id=dialogue_id, turn=turn, token=self._next_token(), owner=owner
-            )
-            conn.execute(
-                "UPDATE dialogues SET latest_turn = ?, lease_owner = ?, lease_token = ?,"
-                " lease_expires = ?, cancel_requested = NULL WHERE id = ?",
-                (turn, owner, lease.token, now + ttl, dialogue_id),
+                dialogue_id=dialogue_id, turn=turn, token=row["lease_token"] + 1, owner=owner
             )
             written = utcnow()
-            messages = self._insert(dialogue_id, drafts, dialogue.message_count, turn, written)
+            messages = self._insert(dialogue_id, drafts, dialogue.message_count, written)
+            self._update(
+                dialogue_id,
+                {
+                    "latest_turn": turn,
+                    "lease_owner": owner,
+                    "lease_token": lease.token,
+                    "lease_expires": now + ttl,
+                    "cancel_requested": None,
+                },
+                _grown(messages, turn, written),
+            )
         dialogue = records.opened_dialogue(dialogue, turn, messages, written)
         stored = messages[len(messages) - len(inputs) :]
         return RunStart(lease, dialogue, stored), messages[-1].seq if messages else None
@@ -608,14 +638,11 @@ class _Database:
 
     def end_run(self, lease: RunLease) -> None:
         with _transaction(self._conn, write=True):
-            self._release(lease)
-
-    def _release(self, lease: RunLease) -> None:
-        self._conn.execute(
-            "UPDATE dialogues SET lease_owner = NULL, lease_expires = NULL,"
-            f" cancel_requested = NULL WHERE {_LEASE_HELD}",
-            (lease.dialogue_id, lease.token),
-        )
+            self._conn.execute(
+                "UPDATE dialogues SET lease_owner = NULL, lease_expires = NULL,"
+                f" cancel_requested = NULL WHERE {_LEASE_HELD}",
+                (lease.dialogue_id, lease.token),
+            )
 
     # --- the log ----------------------------------------------------------------------
 
@@ -636,7 +663,8 @@ class _Database:
             ).fetchone()
             if row is None:
                 raise _errors.lease_lost(dialogue_id)
-            messages = self._insert(dialogue_id, drafts, row["message_count"], row["latest_turn"])
+            now = utcnow()
+            messages = self._insert(dialogue_id, drafts, row["message_count"], now)
             # Names no longer in the dialogue match no row: ignored, as promised. One
             # statement per cursor value: replies stored together usually share one.
             for cursor, names in _by_value(cursors or {}).items():
@@ -645,29 +673,37 @@ class _Database:
                     f" ({', '.join('?' * len(names))})",
                     (cursor, dialogue_id, *names),
                 )
-            if mention_cursor is not None:
-                conn.execute(
-                    "UPDATE dialogues SET mention_cursor = ? WHERE id = ?",
-                    (mention_cursor, dialogue_id),
-                )
-            if end_run:
-                self._release(lease)
+            # The lease is held (checked above), so the dialogue row is this run's to set.
+            self._update(
+                dialogue_id,
+                _grown(messages, row["latest_turn"], now),
+                {} if mention_cursor is None else {"mention_cursor": mention_cursor},
+                _RELEASED if end_run else {},
+            )
         return messages
+
+    def _update(self, dialogue_id: str, *changes: Mapping[str, object]) -> None:
+        """Sets columns of a dialogue's row, in one statement however many changes a
+        transaction brings (each statement rewrites the row and its index entries)."""
+        columns = {column: value for change in changes for column, value in change.items()}
+        if columns:
+            assignments = ", ".join(f"{column} = ?" for column in columns)
+            self._conn.execute(
+                f"UPDATE dialogues SET {assignments} WHERE id = ?", (*columns.values(), dialogue_id)
+            )
 
     def _insert(
         self,
         dialogue_id: str,
         drafts: Sequence[MessageDraft],
         message_count: int,
-        latest_turn: int,
-        now: datetime | None = None,
+        now: datetime,
     ) -> list[Message]:
-        """Inserts messages after seq `message_count`, at `now` (by default the current
-        time); only inside a write transaction."""
+        """Inserts messages after seq `message_count`, written at `now`; only inside a
+        write transaction. The caller records the new head on the dialogue's row (see
+        `_grown`)."""
         if not drafts:
             return []
-        if now is None:
-            now = utcnow()
         messages = [
             Message.from_draft(draft, seq, now)
             for seq, draft in enumerate(drafts, start=message_count + 1)
@@ -681,16 +717,6 @@ class _Database:
             f"INSERT INTO messages (dialogue_id, {records.MESSAGE_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (records.message_values(dialogue_id, message, written_at) for message in messages),
-        )
-        self._conn.execute(
-            "UPDATE dialogues SET message_count = ?, latest_turn = ?, update_time = ? WHERE id = ?",
-            (
-                messages[-1].seq,
-                # The log never holds a turn the dialogue has not reached yet.
-                max(latest_turn, *(m.turn for m in messages)),
-                written,
-                dialogue_id,
-            ),
         )
         return messages
 
