@@ -41,7 +41,12 @@ from parley.server.engine.model import (
 from parley.server.store import MemoryStore, RunLease, RunStart, SQLiteStore, Store
 from parley.server.store.feed import CancelMode, LogGrew
 from parley.server.store.postgres import PostgresStore
-from parley.server.store.sqlite import MIGRATIONS, SCHEMA_VERSION, select_messages_sql
+from parley.server.store.sqlite import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    apply_statement,
+    select_messages_sql,
+)
 
 from tests.postgres import fresh_schema, schema_url
 
@@ -953,6 +958,24 @@ async def test_read_messages_bounds(
     assert [m.seq for m in messages] == seqs
 
 
+async def test_turn_bounds_hold_when_turns_do_not_follow_seq_order(store: Store) -> None:
+    # A log whose turns go 1, 1, 5, 2, 2, 5 (seqs 1-6), as appends of older turns make.
+    await store.create_dialogue(Dialogue(id="d1"))
+    lease = await begin(store, "d1", owner="test", ttl=TTL)
+    await store.append(lease, [draft(turn) for turn in (1, 1, 5, 2, 2, 5)], end_run=True)
+
+    async def seqs(**bounds: int) -> list[int]:
+        return [m.seq for m in await store.read_messages("d1", **bounds)]
+
+    assert await seqs(min_turn=2) == [3, 4, 5, 6]
+    assert await seqs(min_turn=2, max_turn=2) == [4, 5]
+    assert await seqs(min_turn=5) == [3, 6]
+    assert await seqs(min_turn=3, max_turn=4) == []
+    assert await seqs(max_turn=1) == [1, 2]
+    assert await seqs(min_turn=2, through_seq=4) == [3, 4]
+    assert await seqs(min_turn=6) == []
+
+
 async def test_read_messages_of_an_unknown_dialogue_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.read_messages("nope")
@@ -1072,7 +1095,7 @@ async def test_sqlite_upgrades_a_database_of_every_earlier_version(tmp_path: Pat
         with sqlite3.connect(path) as conn:
             for statements in MIGRATIONS[:version]:
                 for statement in statements:
-                    conn.execute(statement)
+                    apply_statement(conn, statement)
             conn.execute(
                 "CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1),"
                 " version INTEGER NOT NULL)"
@@ -1092,13 +1115,46 @@ async def test_sqlite_upgrades_a_database_of_every_earlier_version(tmp_path: Pat
             await store.close()
 
 
+async def test_sqlite_schema_4_moves_the_cursors_onto_the_dialogue(tmp_path: Path) -> None:
+    path = tmp_path / "parley.db"
+    store = SQLiteStore(str(path))
+    await store.open()
+    await store.create_dialogue(rich_dialogue("d1"))
+    await store.close()
+    # Back to schema 3, where each participant's row held its cursor (one pending).
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE participants ADD COLUMN cursor INTEGER")
+        conn.execute("UPDATE participants SET cursor = 4 WHERE name = 'Alice'")
+        conn.execute("UPDATE participants SET cursor = 7 WHERE name = '太郎'")
+        conn.execute("UPDATE dialogues SET cursors = '{}'")
+        conn.execute("UPDATE schema_version SET version = 3")
+    conn.close()
+
+    for _ in range(2):  # upgraded once; opening again changes nothing
+        store = SQLiteStore(str(path))
+        await store.open()
+        try:
+            dialogue = await store.get_dialogue("d1")
+        finally:
+            await store.close()
+        assert [(p.name, p.cursor) for p in dialogue.participants] == [
+            ("Alice", 4),
+            ("Bob", None),
+            ("太郎", 7),
+        ]
+    with sqlite3.connect(path) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(participants)")]
+    conn.close()
+    assert "cursor" not in columns
+
+
 async def test_sqlite_migrations_converge_on_a_schema_made_by_hand(tmp_path: Path) -> None:
     # Every table and column there already, but no record of the version.
     path = tmp_path / "parley.db"
     with sqlite3.connect(path) as conn:
         for statements in MIGRATIONS:
             for statement in statements:
-                conn.execute(statement)
+                apply_statement(conn, statement)
     conn.close()
     store = SQLiteStore(str(path))
     await store.open()
@@ -1133,29 +1189,32 @@ async def test_sqlite_store_must_be_opened(tmp_path: Path) -> None:
         await store.get_dialogue("d1")
 
 
-BY_SEQ = "sqlite_autoindex_messages_1"  # the primary key's index
-BY_TURN = "messages_by_turn"
+BY_SEQ = "SEARCH messages USING INDEX sqlite_autoindex_messages_1 (dialogue_id=? AND seq>?"
+# A joining window's walk starts where its lowest turn starts: one row per turn.
+TURN_START = "SEARCH turn_starts USING PRIMARY KEY (dialogue_id=? AND turn>?"
 
 
 @pytest.mark.parametrize(
-    ("bounds", "index"),
+    ("bounds", "steps"),
     [
-        ({}, BY_SEQ),
-        ({"after_seq": 10}, BY_SEQ),
-        ({"after_seq": 10, "through_seq": 20}, BY_SEQ),
-        ({"through_seq": 20}, BY_SEQ),
-        ({"after_seq": 10, "min_turn": 3}, BY_SEQ),
-        ({"min_turn": 3}, BY_TURN),
-        ({"max_turn": 3}, BY_TURN),
-        ({"min_turn": 3, "max_turn": 4}, BY_TURN),
-        ({"through_seq": 10, "min_turn": 3, "max_turn": 4}, BY_TURN),
+        ({}, [BY_SEQ]),
+        ({"after_seq": 10}, [BY_SEQ]),
+        ({"after_seq": 10, "through_seq": 20}, [BY_SEQ]),
+        ({"through_seq": 20}, [BY_SEQ]),
+        ({"after_seq": 10, "min_turn": 3}, [BY_SEQ]),
+        ({"max_turn": 3}, [BY_SEQ]),
+        ({"min_turn": 3}, [BY_SEQ, TURN_START]),
+        ({"min_turn": 3, "max_turn": 4}, [BY_SEQ, TURN_START]),
+        ({"through_seq": 10, "min_turn": 3, "max_turn": 4}, [BY_SEQ, TURN_START]),
     ],
 )
-def test_sqlite_reads_walk_an_index_never_the_table(bounds: dict[str, int], index: str) -> None:
+def test_sqlite_reads_walk_an_index_never_the_table(
+    bounds: dict[str, int], steps: list[str]
+) -> None:
     conn = sqlite3.connect(":memory:")
     for statements in MIGRATIONS:
         for statement in statements:
-            conn.execute(statement)
+            apply_statement(conn, statement)
     sql, params = select_messages_sql(
         "d1",
         after_seq=bounds.get("after_seq", 0),
@@ -1165,7 +1224,10 @@ def test_sqlite_reads_walk_an_index_never_the_table(bounds: dict[str, int], inde
         limit=50,
     )
 
-    plan = " / ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
     conn.close()
 
-    assert plan.startswith(f"SEARCH messages USING INDEX {index} (dialogue_id=? AND"), plan
+    searches = [step for step in plan if step.startswith("SEARCH") or step.startswith("SCAN")]
+    assert len(searches) == len(steps), plan
+    for search, step in zip(searches, steps, strict=True):
+        assert search.startswith(step), plan

@@ -33,7 +33,9 @@ MESSAGE_COLUMNS = """
     custom_type, origin, attachments, metadata, delivered_through, create_time
 """
 
-PARTICIPANT_COLUMNS = "name, persona, agent, agent_options, joining_strategy, cursor"
+# Who a participant is; SQLite keeps the cursors, which move every run, on the dialogue.
+PARTICIPANT_DEFINITION_COLUMNS = "name, persona, agent, agent_options, joining_strategy"
+PARTICIPANT_COLUMNS = f"{PARTICIPANT_DEFINITION_COLUMNS}, cursor"
 
 ToDatabaseTime = Callable[[datetime], object]
 FromDatabaseTime = Callable[[Any], datetime]
@@ -107,10 +109,10 @@ def _speaker(kind: str, name: str, role: str, icon: str) -> Speaker:
     return Speaker(_SPEAKER_KINDS[kind], name, role, icon)
 
 
-def participant_values(
+def participant_definition_values(
     dialogue_id: str, position: int, participant: Participant
 ) -> tuple[object, ...]:
-    """Values for `dialogue_id, position, {PARTICIPANT_COLUMNS}`."""
+    """Values for `dialogue_id, position, {PARTICIPANT_DEFINITION_COLUMNS}`."""
     return (
         dialogue_id,
         position,
@@ -119,18 +121,30 @@ def participant_values(
         participant.agent,
         dump(codec.string_map_to_json(participant.agent_options)),
         dump_optional(codec.joining_strategy_to_json(participant.joining_strategy)),
-        participant.cursor,
     )
 
 
-def participant_from_row(row: Row) -> Participant:
+def participant_values(
+    dialogue_id: str, position: int, participant: Participant
+) -> tuple[object, ...]:
+    """Values for `dialogue_id, position, {PARTICIPANT_COLUMNS}`."""
+    return (*participant_definition_values(dialogue_id, position, participant), participant.cursor)
+
+
+def participant_from_definition(row: Row, cursor: int | None) -> Participant:
+    """The participant of a row's `{PARTICIPANT_DEFINITION_COLUMNS}`, at `cursor`."""
     return Participant(
         persona=_persona_from_text(row["persona"]),
         agent=row["agent"],
         agent_options=dict(_options_from_text(row["agent_options"])),
         joining_strategy=codec.joining_strategy_from_json(load_optional(row["joining_strategy"])),
-        cursor=row["cursor"],
+        cursor=cursor,
     )
+
+
+def participant_from_row(row: Row) -> Participant:
+    """The participant of a row's `{PARTICIPANT_COLUMNS}`."""
+    return participant_from_definition(row, row["cursor"])
 
 
 def dialogue_settings(dialogue: Dialogue) -> tuple[object, ...]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import queue
 import sqlite3
@@ -28,7 +29,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -54,9 +55,22 @@ T = TypeVar("T")
 
 _MEMORY = ":memory:"
 
+
+@dataclass(frozen=True, slots=True)
+class WhileColumn:
+    """A migration statement that moves `column` out of `table`: it runs only while the
+    column is still there, so running the migrations again changes nothing."""
+
+    table: str
+    column: str
+    statement: str
+
+
+Statement = str | WhileColumn
+
 # Each entry upgrades the schema by one version; the list only ever grows. Statements are
 # idempotent so a half-understood database (say, created by hand) still converges.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+MIGRATIONS: tuple[tuple[Statement, ...], ...] = (
     (
         """
         CREATE TABLE IF NOT EXISTS dialogues (
@@ -129,6 +143,40 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # Bumped by every change to who takes part (not by cursors moving), so that the
     # participants' definitions can be kept between runs: see `_Rosters`.
     ("ALTER TABLE dialogues ADD COLUMN roster_version INTEGER NOT NULL DEFAULT 0",),
+    # Two changes that halve the pages a run writes:
+    # - Every run moves its participants' cursors. Kept on the dialogue's row, which a run
+    #   writes anyway, as one JSON object (name -> cursor; null: joined, not yet called),
+    #   a run no longer rewrites each participant's row.
+    # - Reads by turn (a joiner's window) start where the lowest turn in bounds starts,
+    #   from one small row per turn, instead of an index entry per message.
+    (
+        """
+        CREATE TABLE IF NOT EXISTS turn_starts (
+            dialogue_id TEXT NOT NULL REFERENCES dialogues (id) ON DELETE CASCADE,
+            turn        INTEGER NOT NULL,
+            first_seq   INTEGER NOT NULL,  -- no message of the turn has a lower seq
+            PRIMARY KEY (dialogue_id, turn)
+        ) WITHOUT ROWID
+        """,
+        """
+        INSERT OR IGNORE INTO turn_starts (dialogue_id, turn, first_seq)
+        SELECT dialogue_id, turn, min(seq) FROM messages GROUP BY dialogue_id, turn
+        """,
+        "DROP INDEX IF EXISTS messages_by_turn",
+        "ALTER TABLE dialogues ADD COLUMN cursors TEXT NOT NULL DEFAULT '{}'",
+        WhileColumn(
+            "participants",
+            "cursor",
+            """
+            UPDATE dialogues SET cursors = (
+                SELECT json_group_object(name, cursor) FROM participants
+                WHERE dialogue_id = dialogues.id
+            )
+            WHERE id IN (SELECT dialogue_id FROM participants)
+            """,
+        ),
+        WhileColumn("participants", "cursor", "ALTER TABLE participants DROP COLUMN cursor"),
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -172,18 +220,23 @@ def select_messages_sql(
     max_turn: int | None,
     limit: int | None,
 ) -> tuple[str, list[object]]:
-    """The query for `read_messages`, pinned to the index that bounds its cost.
+    """The query for `read_messages`: a walk of the primary key, which costs what lies
+    between where it starts and where it stops.
 
-    An index walk costs what lies between where it starts and where it stops. `after_seq`
-    starts the primary-key walk right where the caller wants; without it, turn bounds
-    (a joining window) walk `messages_by_turn` instead, which the planner would not pick
-    on its own since the primary key already yields seq order. That index carries seq,
-    so `through_seq` filters inside it.
+    `after_seq` starts it right where the caller wants. Without it, a lowest turn (a
+    joining window) starts it where the lowest turn in bounds starts (`turn_starts`);
+    the turn bounds then only filter, so turns that do not follow seq order (an import
+    after a run) are still read right.
     """
-    by_turn = after_seq <= 0 and (min_turn is not None or max_turn is not None)
     clauses = ["dialogue_id = ?"]
     params: list[object] = [dialogue_id]
-    if not by_turn:
+    if after_seq <= 0 and min_turn is not None:
+        starts = "dialogue_id = ? AND turn >= ?" + ("" if max_turn is None else " AND turn <= ?")
+        clauses.append(f"seq >= (SELECT min(first_seq) FROM turn_starts WHERE {starts})")
+        params.extend(
+            (dialogue_id, min_turn) if max_turn is None else (dialogue_id, min_turn, max_turn)
+        )
+    else:
         clauses.append("seq > ?")
         params.append(after_seq)
     if through_seq is not None:
@@ -195,10 +248,9 @@ def select_messages_sql(
     if max_turn is not None:
         clauses.append("turn <= ?")
         params.append(max_turn)
-    source = "messages INDEXED BY messages_by_turn" if by_turn else "messages"
     params.append(-1 if limit is None else max(limit, 0))  # LIMIT -1: no limit
     sql = (
-        f"SELECT {records.MESSAGE_COLUMNS} FROM {source}"
+        f"SELECT {records.MESSAGE_COLUMNS} FROM messages"
         f" WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?"
     )
     return sql, params
@@ -222,9 +274,15 @@ def _transaction(conn: sqlite3.Connection, *, write: bool = False) -> Iterator[N
         raise
 
 
-def _apply(conn: sqlite3.Connection, statement: str) -> None:
+def apply_statement(conn: sqlite3.Connection, statement: Statement) -> None:
     """Runs one migration statement. A column that is there already counts as added:
     SQLite has no ADD COLUMN IF NOT EXISTS, and migrations must converge."""
+    if isinstance(statement, WhileColumn):
+        if not conn.execute(
+            "SELECT 1 FROM pragma_table_info(?) WHERE name = ?", (statement.table, statement.column)
+        ).fetchone():
+            return
+        statement = statement.statement
     try:
         conn.execute(statement)
     except sqlite3.OperationalError as error:
@@ -232,11 +290,25 @@ def _apply(conn: sqlite3.Connection, statement: str) -> None:
             raise
 
 
-def _by_value(cursors: Mapping[str, int]) -> dict[int, list[str]]:
-    names: dict[int, list[str]] = {}
+def _load_cursors(text: str) -> dict[str, int | None]:
+    cursors: dict[str, int | None] = json.loads(text)
+    return cursors
+
+
+def _dump_cursors(cursors: Mapping[str, int | None]) -> str:
+    return records.dump(cursors)
+
+
+def _moved(text: str, cursors: Mapping[str, int] | None) -> dict[str, object]:
+    """The `cursors` column's change after `cursors` moved; names no longer in the
+    dialogue are ignored, as promised."""
+    if not cursors:
+        return {}
+    kept = _load_cursors(text)
     for name, cursor in cursors.items():
-        names.setdefault(cursor, []).append(name)
-    return names
+        if name in kept:
+            kept[name] = cursor
+    return {"cursors": _dump_cursors(kept)}
 
 
 # The columns that end a run's lease.
@@ -359,7 +431,7 @@ class _Database:
                 )
             for statements in MIGRATIONS[current:]:
                 for statement in statements:
-                    _apply(conn, statement)
+                    apply_statement(conn, statement)
             conn.execute(
                 "INSERT INTO schema_version (id, version) VALUES (1, ?)"
                 " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
@@ -376,18 +448,20 @@ class _Database:
             for row in rows:
                 notice = run_end_notice(row["latest_turn"], RunEnd.INTERRUPTED)
                 now = utcnow()
-                messages = self._insert(row["id"], [notice], row["message_count"], now)
+                messages = self._insert(row["id"], [notice], row["message_count"], now, None)
                 self._update(row["id"], _grown(messages, row["latest_turn"], now), _RELEASED)
 
     # --- reading dialogues ------------------------------------------------------------
 
-    def _participants(self, dialogue_id: str) -> list[Participant]:
+    def _participants(
+        self, dialogue_id: str, cursors: Mapping[str, int | None]
+    ) -> list[Participant]:
         rows = self._conn.execute(
-            f"SELECT {records.PARTICIPANT_COLUMNS} FROM participants"
+            f"SELECT {records.PARTICIPANT_DEFINITION_COLUMNS} FROM participants"
             " WHERE dialogue_id = ? ORDER BY position",
             (dialogue_id,),
         )
-        return [records.participant_from_row(row) for row in rows]
+        return [records.participant_from_definition(row, cursors.get(row["name"])) for row in rows]
 
     def _load(self, dialogue_id: str) -> Dialogue:
         row = self._conn.execute("SELECT * FROM dialogues WHERE id = ?", (dialogue_id,)).fetchone()
@@ -400,28 +474,24 @@ class _Database:
         return records.dialogue_from_row(row, self._roster(row), _from_micros)
 
     def _roster(self, row: sqlite3.Row) -> list[Participant]:
-        """The participants of a `SELECT *` row of `dialogues`: only their cursors are
-        read when the definitions are kept from an earlier read."""
+        """The participants of a `SELECT *` row of `dialogues`, with the row's cursors:
+        nothing more is read when their definitions are kept from an earlier read."""
         dialogue_id = row["id"]
+        cursors = _load_cursors(row["cursors"])
         key, version = (dialogue_id, row["create_time"]), row["roster_version"]
         kept = self._rosters.get(key, version)
-        if kept is not None:
-            cursors = self._conn.execute(
-                "SELECT cursor FROM participants WHERE dialogue_id = ? ORDER BY position",
-                (dialogue_id,),
-            ).fetchall()
-            if len(cursors) == len(kept):  # else written by another hand: read them all
-                return [
-                    Participant(
-                        persona=p.persona,
-                        agent=p.agent,
-                        agent_options=dict(p.agent_options),
-                        joining_strategy=p.joining_strategy,
-                        cursor=cursor,
-                    )
-                    for p, (cursor,) in zip(kept, cursors, strict=True)
-                ]
-        participants = self._participants(dialogue_id)
+        if kept is not None and len(kept) == len(cursors):  # else changed by another hand
+            return [
+                Participant(
+                    persona=p.persona,
+                    agent=p.agent,
+                    agent_options=dict(p.agent_options),
+                    joining_strategy=p.joining_strategy,
+                    cursor=cursors.get(p.name),
+                )
+                for p in kept
+            ]
+        participants = self._participants(dialogue_id, cursors)
         self._rosters.put(key, version, participants)
         return participants
 
@@ -429,6 +499,14 @@ class _Database:
         if self._conn.execute("SELECT 1 FROM dialogues WHERE id = ?", (dialogue_id,)).fetchone():
             return
         raise errors.dialogue_not_found(dialogue_id)
+
+    def _cursors(self, dialogue_id: str) -> dict[str, int | None]:
+        row = self._conn.execute(
+            "SELECT cursors FROM dialogues WHERE id = ?", (dialogue_id,)
+        ).fetchone()
+        if row is None:
+            raise errors.dialogue_not_found(dialogue_id)
+        return _load_cursors(row[0])
 
     def get_dialogue(self, dialogue_id: str) -> Dialogue:
         with _transaction(self._conn):
@@ -442,12 +520,15 @@ class _Database:
                 f"SELECT * FROM dialogues WHERE id IN ({page}) ORDER BY id", params
             ).fetchall()
             participants: dict[str, list[Participant]] = {row["id"]: [] for row in rows}
+            cursors = {row["id"]: _load_cursors(row["cursors"]) for row in rows}
             for row in self._conn.execute(
-                f"SELECT dialogue_id, {records.PARTICIPANT_COLUMNS} FROM participants"
+                f"SELECT dialogue_id, {records.PARTICIPANT_DEFINITION_COLUMNS} FROM participants"
                 f" WHERE dialogue_id IN ({page}) ORDER BY dialogue_id, position",
                 params,
             ):
-                participants[row["dialogue_id"]].append(records.participant_from_row(row))
+                dialogue_id = row["dialogue_id"]
+                cursor = cursors[dialogue_id].get(row["name"])
+                participants[dialogue_id].append(records.participant_from_definition(row, cursor))
         return [
             records.dialogue_from_row(row, participants[row["id"]], _from_micros) for row in rows
         ]
@@ -464,8 +545,9 @@ class _Database:
                 """
                 INSERT INTO dialogues (
                     display_name, execution_model, context, reaction_strategy,
-                    id, latest_turn, next_position, create_time, update_time, lease_token
-                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT last_token FROM lease_counter))
+                    id, latest_turn, next_position, create_time, update_time, cursors,
+                    lease_token
+                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT last_token FROM lease_counter))
                 """,
                 (
                     *records.dialogue_settings(dialogue),
@@ -474,13 +556,15 @@ class _Database:
                     len(dialogue.participants),
                     _to_micros(dialogue.create_time),
                     _to_micros(dialogue.update_time),
+                    _dump_cursors({p.name: p.cursor for p in dialogue.participants}),
                 ),
             )
             conn.executemany(
-                f"INSERT INTO participants (dialogue_id, position, {records.PARTICIPANT_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO participants"
+                f" (dialogue_id, position, {records.PARTICIPANT_DEFINITION_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
-                    records.participant_values(dialogue.id, position, participant)
+                    records.participant_definition_values(dialogue.id, position, participant)
                     for position, participant in enumerate(dialogue.participants)
                 ),
             )
@@ -529,7 +613,7 @@ class _Database:
         conn = self._conn
         with _transaction(conn, write=True):
             row = conn.execute(
-                "SELECT next_position FROM dialogues WHERE id = ?", (dialogue_id,)
+                "SELECT next_position, cursors FROM dialogues WHERE id = ?", (dialogue_id,)
             ).fetchone()
             if row is None:
                 raise errors.dialogue_not_found(dialogue_id)
@@ -539,30 +623,36 @@ class _Database:
             ).fetchone():
                 raise _errors.participant_exists(participant.name)
             conn.execute(
-                f"INSERT INTO participants (dialogue_id, position, {records.PARTICIPANT_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                records.participant_values(dialogue_id, row["next_position"], participant),
+                "INSERT INTO participants"
+                f" (dialogue_id, position, {records.PARTICIPANT_DEFINITION_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                records.participant_definition_values(
+                    dialogue_id, row["next_position"], participant
+                ),
             )
+            cursors = _load_cursors(row["cursors"])
+            cursors[participant.name] = participant.cursor
             conn.execute(
                 "UPDATE dialogues SET next_position = next_position + 1,"
-                " roster_version = roster_version + 1, update_time = ? WHERE id = ?",
-                (_to_micros(utcnow()), dialogue_id),
+                " roster_version = roster_version + 1, update_time = ?, cursors = ? WHERE id = ?",
+                (_to_micros(utcnow()), _dump_cursors(cursors), dialogue_id),
             )
             return self._load(dialogue_id)
 
     def remove_participant(self, dialogue_id: str, name: str) -> Dialogue:
         conn = self._conn
         with _transaction(conn, write=True):
-            self._require(dialogue_id)
+            cursors = self._cursors(dialogue_id)
             removed = conn.execute(
                 "DELETE FROM participants WHERE dialogue_id = ? AND name = ?", (dialogue_id, name)
             )
             if removed.rowcount == 0:
                 raise _errors.participant_not_found(dialogue_id, name)
+            cursors.pop(name, None)
             conn.execute(
-                "UPDATE dialogues SET roster_version = roster_version + 1, update_time = ?"
-                " WHERE id = ?",
-                (_to_micros(utcnow()), dialogue_id),
+                "UPDATE dialogues SET roster_version = roster_version + 1, update_time = ?,"
+                " cursors = ? WHERE id = ?",
+                (_to_micros(utcnow()), _dump_cursors(cursors), dialogue_id),
             )
             return self._load(dialogue_id)
 
@@ -598,7 +688,13 @@ class _Database:
                 dialogue_id=dialogue_id, turn=turn, token=row["lease_token"] + 1, owner=owner
             )
             written = utcnow()
-            messages = self._insert(dialogue_id, drafts, dialogue.message_count, written)
+            # Recorded even without inputs: the run's replies come later, with this turn.
+            first = dialogue.message_count + 1 + (len(drafts) - len(inputs))
+            self._conn.execute(
+                "INSERT OR IGNORE INTO turn_starts (dialogue_id, turn, first_seq) VALUES (?, ?, ?)",
+                (dialogue_id, turn, first),
+            )
+            messages = self._insert(dialogue_id, drafts, dialogue.message_count, written, turn)
             self._update(
                 dialogue_id,
                 {
@@ -658,25 +754,18 @@ class _Database:
         dialogue_id = lease.dialogue_id
         with _transaction(conn, write=True):
             row = conn.execute(
-                f"SELECT message_count, latest_turn FROM dialogues WHERE {_LEASE_HELD}",
+                f"SELECT message_count, latest_turn, cursors FROM dialogues WHERE {_LEASE_HELD}",
                 (dialogue_id, lease.token),
             ).fetchone()
             if row is None:
                 raise _errors.lease_lost(dialogue_id)
             now = utcnow()
-            messages = self._insert(dialogue_id, drafts, row["message_count"], now)
-            # Names no longer in the dialogue match no row: ignored, as promised. One
-            # statement per cursor value: replies stored together usually share one.
-            for cursor, names in _by_value(cursors or {}).items():
-                conn.execute(
-                    "UPDATE participants SET cursor = ? WHERE dialogue_id = ? AND name IN"
-                    f" ({', '.join('?' * len(names))})",
-                    (cursor, dialogue_id, *names),
-                )
+            messages = self._insert(dialogue_id, drafts, row["message_count"], now, lease.turn)
             # The lease is held (checked above), so the dialogue row is this run's to set.
             self._update(
                 dialogue_id,
                 _grown(messages, row["latest_turn"], now),
+                _moved(row["cursors"], cursors),
                 {} if mention_cursor is None else {"mention_cursor": mention_cursor},
                 _RELEASED if end_run else {},
             )
@@ -698,16 +787,28 @@ class _Database:
         drafts: Sequence[MessageDraft],
         message_count: int,
         now: datetime,
+        started_turn: int | None,
     ) -> list[Message]:
-        """Inserts messages after seq `message_count`, written at `now`; only inside a
-        write transaction. The caller records the new head on the dialogue's row (see
-        `_grown`)."""
+        """Inserts messages after seq `message_count`, written at `now`, and where their
+        turns start unless known already (`started_turn`, opened by `begin_run`); only
+        inside a write transaction. The caller records the new head on the dialogue's
+        row (see `_grown`)."""
         if not drafts:
             return []
         messages = [
             Message.from_draft(draft, seq, now)
             for seq, draft in enumerate(drafts, start=message_count + 1)
         ]
+        starts: dict[int, int] = {}
+        for message in messages:
+            if message.turn != started_turn:
+                starts.setdefault(message.turn, message.seq)
+        if starts:
+            # A turn seen before keeps its lower start.
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO turn_starts (dialogue_id, turn, first_seq) VALUES (?, ?, ?)",
+                ((dialogue_id, turn, seq) for turn, seq in starts.items()),
+            )
         written = _to_micros(now)  # converted once: messages made now (not imported)
 
         def written_at(moment: datetime) -> int:
