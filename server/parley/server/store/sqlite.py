@@ -342,8 +342,9 @@ class _Rosters:
     """The participants of recently run dialogues, without their cursors.
 
     Starting a run reads the dialogue's participants, which rarely change, while only
-    their cursors move: kept here by dialogue (id and creation time, as an id may be
-    reused) and `roster_version`, a run reads just the cursors. A bounded LRU.
+    their cursors move (and those are on the dialogue's row): kept here by dialogue (id
+    and creation time, as an id may be reused) and `roster_version`, a run reads no
+    participant row. A bounded LRU.
     """
 
     def __init__(self, capacity: int = _KEPT_ROSTERS) -> None:
