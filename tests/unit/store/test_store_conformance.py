@@ -483,6 +483,7 @@ async def test_an_expired_lease_is_taken_over_and_fenced_off(
         await begin(store, "d1", owner="third", ttl=TTL)
     dialogue = await store.get_dialogue("d1")
     assert dialogue.participants[0].cursor == 0
+    assert dialogue.latest_turn == fresh.turn
     # The takeover marks the dead holder's turn as interrupted, in the log.
     (notice,) = await store.read_messages("d1")
     assert (notice.turn, notice.type, notice.speaker) == (
@@ -1163,6 +1164,41 @@ async def test_sqlite_migrations_converge_on_a_schema_made_by_hand(tmp_path: Pat
         assert (await store.get_dialogue("d1")).participants == rich_dialogue("d1").participants
     finally:
         await store.close()
+
+
+async def test_sqlite_runs_move_the_touched_hour_only_when_it_changes(tmp_path: Path) -> None:
+    # Retention's index is on the hour a dialogue was last touched: a run rewrites that
+    # entry only when the hour changed, however often its update time does.
+    path = tmp_path / "parley.db"
+    store = SQLiteStore(str(path))
+    await store.open()
+    try:
+        await store.create_dialogue(Dialogue(id="d1"))
+        seen: list[str] = []
+        store._database()._conn.set_trace_callback(seen.append)
+        for _ in range(3):
+            await run_turn(store, "d1", 2)
+        # Six writes of the row; at most one of them in a new hour (the clock may pass one).
+        assert len([s for s in seen if "touched_hour =" in s]) <= 1
+        seen.clear()
+
+        with sqlite3.connect(path) as other:
+            other.execute("UPDATE dialogues SET touched_hour = 0")
+        other.close()
+        await run_turn(store, "d1", 2)
+        assert [s for s in seen if "touched_hour =" in s]
+        assert await store.expire_dialogues(datetime(2000, 1, 1, tzinfo=UTC)) == 0
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        hour, micros = conn.execute("SELECT touched_hour, update_time FROM dialogues").fetchone()
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN DELETE FROM dialogues WHERE touched_hour <= ? AND update_time < ?",
+            (0, 0),
+        ).fetchall()
+    conn.close()
+    assert hour == micros // 3_600_000_000
+    assert "USING INDEX dialogues_by_touched_hour" in plan[0][3]
 
 
 async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:

@@ -55,6 +55,9 @@ T = TypeVar("T")
 
 _MEMORY = ":memory:"
 
+# `dialogues.touched_hour` is `update_time` (epoch microseconds) in whole hours.
+_HOUR_MICROS = 3_600_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class WhileColumn:
@@ -143,12 +146,14 @@ MIGRATIONS: tuple[tuple[Statement, ...], ...] = (
     # Bumped by every change to who takes part (not by cursors moving), so that the
     # participants' definitions can be kept between runs: see `_Rosters`.
     ("ALTER TABLE dialogues ADD COLUMN roster_version INTEGER NOT NULL DEFAULT 0",),
-    # Two changes that halve the pages a run writes:
+    # Three changes that halve the pages a run writes:
     # - Every run moves its participants' cursors. Kept on the dialogue's row, which a run
     #   writes anyway, as one JSON object (name -> cursor; null: joined, not yet called),
     #   a run no longer rewrites each participant's row.
     # - Reads by turn (a joiner's window) start where the lowest turn in bounds starts,
     #   from one small row per turn, instead of an index entry per message.
+    # - Retention finds old dialogues by the hour they were last touched, which a run
+    #   changes at most once an hour, not by their update time, which it always changes.
     (
         """
         CREATE TABLE IF NOT EXISTS turn_starts (
@@ -176,6 +181,10 @@ MIGRATIONS: tuple[tuple[Statement, ...], ...] = (
             """,
         ),
         WhileColumn("participants", "cursor", "ALTER TABLE participants DROP COLUMN cursor"),
+        "ALTER TABLE dialogues ADD COLUMN touched_hour INTEGER NOT NULL DEFAULT 0",
+        f"UPDATE dialogues SET touched_hour = update_time / {_HOUR_MICROS}",
+        "CREATE INDEX IF NOT EXISTS dialogues_by_touched_hour ON dialogues (touched_hour)",
+        "DROP INDEX IF EXISTS dialogues_by_update_time",
     ),
 )
 
@@ -319,17 +328,27 @@ _RELEASED: Mapping[str, object] = {
 }
 
 
-def _grown(messages: Sequence[Message], latest_turn: int, now: datetime) -> dict[str, object]:
-    """A dialogue row's changes after `messages` were inserted at `now`: its log head,
-    its latest turn (the log never holds a turn the dialogue has not reached) and its
-    update time."""
+def _touched(moment: datetime) -> dict[str, object]:
+    """A dialogue row's changes when it is touched at `moment`."""
+    micros = _to_micros(moment)
+    return {"update_time": micros, "touched_hour": micros // _HOUR_MICROS}
+
+
+def _grown(messages: Sequence[Message], row: sqlite3.Row, now: datetime) -> dict[str, object]:
+    """A dialogue's changes after `messages` were inserted at `now`, from its `row`
+    (`latest_turn` and `touched_hour` at least): its log head, its latest turn (the log
+    never holds a turn the dialogue has not reached) and the time it was touched. The
+    hour is written only when it changes, as its index entry moves only then."""
     if not messages:
         return {}
-    return {
+    changes: dict[str, object] = {
         "message_count": messages[-1].seq,
-        "latest_turn": max(latest_turn, *(m.turn for m in messages)),
-        "update_time": _to_micros(now),
+        "latest_turn": max(row["latest_turn"], *(m.turn for m in messages)),
+        **_touched(now),
     }
+    if changes["touched_hour"] == row["touched_hour"]:
+        del changes["touched_hour"]
+    return changes
 
 
 def _is_busy(error: sqlite3.Error) -> bool:
@@ -444,13 +463,14 @@ class _Database:
         SQLite file. Their turns are marked interrupted in the log."""
         with _transaction(self._conn, write=True):
             rows = self._conn.execute(
-                "SELECT id, latest_turn, message_count FROM dialogues WHERE lease_owner IS NOT NULL"
+                "SELECT id, latest_turn, message_count, touched_hour FROM dialogues"
+                " WHERE lease_owner IS NOT NULL"
             ).fetchall()
             for row in rows:
                 notice = run_end_notice(row["latest_turn"], RunEnd.INTERRUPTED)
                 now = utcnow()
                 messages = self._insert(row["id"], [notice], row["message_count"], now, None)
-                self._update(row["id"], _grown(messages, row["latest_turn"], now), _RELEASED)
+                self._update(row["id"], _grown(messages, row, now), _RELEASED)
 
     # --- reading dialogues ------------------------------------------------------------
 
@@ -546,9 +566,9 @@ class _Database:
                 """
                 INSERT INTO dialogues (
                     display_name, execution_model, context, reaction_strategy,
-                    id, latest_turn, next_position, create_time, update_time, cursors,
-                    lease_token
-                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT last_token FROM lease_counter))
+                    id, latest_turn, next_position, create_time, update_time, touched_hour,
+                    cursors, lease_token
+                ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT last_token FROM lease_counter))
                 """,
                 (
                     *records.dialogue_settings(dialogue),
@@ -556,7 +576,7 @@ class _Database:
                     dialogue.latest_turn,
                     len(dialogue.participants),
                     _to_micros(dialogue.create_time),
-                    _to_micros(dialogue.update_time),
+                    *_touched(dialogue.update_time).values(),
                     _dump_cursors({p.name: p.cursor for p in dialogue.participants}),
                 ),
             )
@@ -577,10 +597,10 @@ class _Database:
                 """
                 UPDATE dialogues
                 SET display_name = ?, execution_model = ?, context = ?, reaction_strategy = ?,
-                    update_time = ?
+                    update_time = ?, touched_hour = ?
                 WHERE id = ?
                 """,
-                (*records.dialogue_settings(dialogue), _to_micros(utcnow()), dialogue.id),
+                (*records.dialogue_settings(dialogue), *_touched(utcnow()).values(), dialogue.id),
             )
             if updated.rowcount == 0:
                 raise errors.dialogue_not_found(dialogue.id)
@@ -596,7 +616,9 @@ class _Database:
 
     def expire_dialogues(self, older_than: datetime) -> int:
         with _transaction(self._conn, write=True):
-            where = ("update_time < ?", (_to_micros(older_than),))
+            micros = _to_micros(older_than)
+            # The hour bounds the index walk; the time decides.
+            where = ("touched_hour <= ? AND update_time < ?", (micros // _HOUR_MICROS, micros))
             self._retire_tokens(*where)
             deleted = self._conn.execute(f"DELETE FROM dialogues WHERE {where[0]}", where[1])
             return deleted.rowcount
@@ -635,8 +657,9 @@ class _Database:
             cursors[participant.name] = participant.cursor
             conn.execute(
                 "UPDATE dialogues SET next_position = next_position + 1,"
-                " roster_version = roster_version + 1, update_time = ?, cursors = ? WHERE id = ?",
-                (_to_micros(utcnow()), _dump_cursors(cursors), dialogue_id),
+                " roster_version = roster_version + 1, update_time = ?, touched_hour = ?,"
+                " cursors = ? WHERE id = ?",
+                (*_touched(utcnow()).values(), _dump_cursors(cursors), dialogue_id),
             )
             return self._load(dialogue_id)
 
@@ -652,8 +675,8 @@ class _Database:
             cursors.pop(name, None)
             conn.execute(
                 "UPDATE dialogues SET roster_version = roster_version + 1, update_time = ?,"
-                " cursors = ? WHERE id = ?",
-                (_to_micros(utcnow()), _dump_cursors(cursors), dialogue_id),
+                " touched_hour = ?, cursors = ? WHERE id = ?",
+                (*_touched(utcnow()).values(), _dump_cursors(cursors), dialogue_id),
             )
             return self._load(dialogue_id)
 
@@ -698,6 +721,8 @@ class _Database:
             messages = self._insert(dialogue_id, drafts, dialogue.message_count, written, turn)
             self._update(
                 dialogue_id,
+                _grown(messages, row, written),
+                # Last: the new turn, even when only a notice of the last one was written.
                 {
                     "latest_turn": turn,
                     "lease_owner": owner,
@@ -705,7 +730,6 @@ class _Database:
                     "lease_expires": now + ttl,
                     "cancel_requested": None,
                 },
-                _grown(messages, turn, written),
             )
         dialogue = records.opened_dialogue(dialogue, turn, messages, written)
         stored = messages[len(messages) - len(inputs) :]
@@ -755,7 +779,8 @@ class _Database:
         dialogue_id = lease.dialogue_id
         with _transaction(conn, write=True):
             row = conn.execute(
-                f"SELECT message_count, latest_turn, cursors FROM dialogues WHERE {_LEASE_HELD}",
+                "SELECT message_count, latest_turn, touched_hour, cursors FROM dialogues"
+                f" WHERE {_LEASE_HELD}",
                 (dialogue_id, lease.token),
             ).fetchone()
             if row is None:
@@ -765,7 +790,7 @@ class _Database:
             # The lease is held (checked above), so the dialogue row is this run's to set.
             self._update(
                 dialogue_id,
-                _grown(messages, row["latest_turn"], now),
+                _grown(messages, row, now),
                 _moved(row["cursors"], cursors),
                 {} if mention_cursor is None else {"mention_cursor": mention_cursor},
                 _RELEASED if end_run else {},
