@@ -24,6 +24,7 @@ from parley.server.engine.model import (
     Dialogue,
     DialogueContext,
     Fresh,
+    Message,
     MessageDraft,
     MessageType,
     Moderated,
@@ -38,7 +39,7 @@ from parley.server.engine.model import (
     SpeakerKind,
     VisualIdentity,
 )
-from parley.server.store import MemoryStore, RunLease, RunStart, SQLiteStore, Store
+from parley.server.store import MemoryStore, RunLease, RunStart, SQLiteStore, Store, records
 from parley.server.store.feed import CancelMode, LogGrew
 from parley.server.store.postgres import PostgresStore
 from parley.server.store.sqlite import (
@@ -1147,6 +1148,66 @@ async def test_sqlite_schema_4_moves_the_cursors_onto_the_dialogue(tmp_path: Pat
         columns = [row[1] for row in conn.execute("PRAGMA table_info(participants)")]
     conn.close()
     assert "cursor" not in columns
+
+
+async def test_sqlite_schema_4_keeps_everything_of_a_version_3_file(tmp_path: Path) -> None:
+    # Written as a version 3 server wrote it: cursors on the participants' rows, turns
+    # found through an index of the messages, retention through one of update times.
+    path = tmp_path / "v3.db"
+    logs = {"a": [1, 1, 2, 2, 2, 3], "b": [1, 2]}  # the turn of each seq
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    with sqlite3.connect(path) as conn:
+        for statements in MIGRATIONS[:3]:
+            for statement in statements:
+                apply_statement(conn, statement)
+        conn.execute("CREATE TABLE schema_version (id INTEGER PRIMARY KEY, version INTEGER)")
+        conn.execute("INSERT INTO schema_version VALUES (1, 3)")
+        for dialogue_id, turns in logs.items():
+            conn.execute(
+                "INSERT INTO dialogues (display_name, execution_model, context,"
+                " reaction_strategy, id, latest_turn, message_count, next_position,"
+                " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (
+                    *records.dialogue_settings(Dialogue(id=dialogue_id)),
+                    dialogue_id,
+                    turns[-1],
+                    len(turns),
+                    *[int(old.timestamp() * 1_000_000)] * 2,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO participants VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                records.participant_values(dialogue_id, 0, replace(participant("A"), cursor=2)),
+            )
+            for seq, turn in enumerate(turns, start=1):
+                message = Message.from_draft(draft(turn, f"{dialogue_id}{seq}"), seq, old)
+                conn.execute(
+                    f"INSERT INTO messages (dialogue_id, {records.MESSAGE_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    records.message_values(dialogue_id, message, lambda _: 0),
+                )
+    conn.close()
+
+    store = SQLiteStore(str(path))
+    await store.open()
+    try:
+        for dialogue_id, turns in logs.items():
+            log = await store.read_messages(dialogue_id)
+            assert [(m.seq, m.turn, m.content) for m in log] == [
+                (seq, turn, f"{dialogue_id}{seq}") for seq, turn in enumerate(turns, start=1)
+            ]
+            dialogue = await store.get_dialogue(dialogue_id)
+            assert [p.cursor for p in dialogue.participants] == [2]
+        assert [m.seq for m in await store.read_messages("a", min_turn=2, max_turn=2)] == [3, 4, 5]
+        assert [m.seq for m in await store.read_messages("a", min_turn=3)] == [6]
+        lease = await run_turn(store, "a", 2)
+        assert lease.turn == 4
+        assert [m.seq for m in await store.read_messages("a", min_turn=4)] == [7, 8]
+        # "b" was last touched in 2020, "a" just now.
+        assert await store.expire_dialogues(datetime(2021, 1, 1, tzinfo=UTC)) == 1
+        assert [d.id for d in await store.list_dialogues(after_id="", limit=10)] == ["a"]
+    finally:
+        await store.close()
 
 
 async def test_sqlite_migrations_converge_on_a_schema_made_by_hand(tmp_path: Path) -> None:
