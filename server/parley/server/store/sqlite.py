@@ -234,8 +234,8 @@ def select_messages_sql(
 
     `after_seq` starts it right where the caller wants. Without it, a lowest turn (a
     joining window) starts it where the lowest turn in bounds starts (`turn_starts`);
-    the turn bounds then only filter, so turns that do not follow seq order (an import
-    after a run) are still read right.
+    the turn bounds then only filter, so a log whose turns do not follow seq order (the
+    store allows it, though the engine never writes one) is still read right.
     """
     clauses = ["dialogue_id = ?"]
     params: list[object] = [dialogue_id]
@@ -285,7 +285,8 @@ def _transaction(conn: sqlite3.Connection, *, write: bool = False) -> Iterator[N
 
 def apply_statement(conn: sqlite3.Connection, statement: Statement) -> None:
     """Runs one migration statement. A column that is there already counts as added:
-    SQLite has no ADD COLUMN IF NOT EXISTS, and migrations must converge."""
+    SQLite has no ADD COLUMN IF NOT EXISTS, and migrations must converge. A
+    `WhileColumn` runs only while its column is there."""
     if isinstance(statement, WhileColumn):
         if not conn.execute(
             "SELECT 1 FROM pragma_table_info(?) WHERE name = ?", (statement.table, statement.column)
