@@ -321,7 +321,7 @@ def _moved(text: str, cursors: Mapping[str, int] | None) -> dict[str, object]:
     return {"cursors": _dump_cursors(kept)}
 
 
-# The columns that end a run's lease.
+# The columns that end a run's lease (`end_run`, or the append that ends the run).
 _RELEASED: Mapping[str, object] = {
     "lease_owner": None,
     "lease_expires": None,
@@ -760,9 +760,10 @@ class _Database:
 
     def end_run(self, lease: RunLease) -> None:
         with _transaction(self._conn, write=True):
+            # Only while this lease is current: a stale run must not free its successor.
+            released = ", ".join(f"{column} = NULL" for column in _RELEASED)
             self._conn.execute(
-                "UPDATE dialogues SET lease_owner = NULL, lease_expires = NULL,"
-                f" cancel_requested = NULL WHERE {_LEASE_HELD}",
+                f"UPDATE dialogues SET {released} WHERE {_LEASE_HELD}",
                 (lease.dialogue_id, lease.token),
             )
 
