@@ -132,6 +132,9 @@ def _inverse(table: Mapping[K, E]) -> dict[E, K]:
 
 
 SPEAKER_KINDS_PB = _inverse(SPEAKER_KINDS)
+# By the members' values: a lookup keyed by an enum member hashes it in Python
+# (`Enum.__hash__`), once per streamed turn.
+_SPEAKER_KIND_VALUES_PB = {kind._value_: number for kind, number in SPEAKER_KINDS_PB.items()}
 MESSAGE_TYPES_PB = _inverse(MESSAGE_TYPES)
 ORIGINS_PB = _inverse(ORIGINS)
 BROADCAST_ORDERS_PB = _inverse(BROADCAST_ORDERS)
@@ -238,7 +241,15 @@ def duration(value: timedelta) -> Duration:
 
 
 def set_duration(result: Duration, value: timedelta) -> None:
-    """`result.FromTimedelta(value)`, a few times faster: once per streamed turn."""
+    """`result.FromTimedelta(value)`, a few times faster: once per streamed turn. The
+    Duration is set (present) even when zero."""
+    if value.days >= 0:  # a latency: seconds and nanos both non-negative as they are
+        seconds = value.days * 86_400 + value.seconds
+        if seconds:
+            result.seconds = seconds
+        if value.microseconds or not seconds:
+            result.nanos = value.microseconds * 1_000
+        return
     micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
     seconds, remainder = divmod(abs(micros), 1_000_000)
     # Seconds and nanos carry the same sign, as Duration requires.
@@ -578,15 +589,24 @@ def usage_to_proto(usage: Usage) -> pb.Usage:
 
 
 def _fill_usage(result: pb.Usage, usage: Usage) -> None:
-    result.input_tokens = usage.input_tokens
-    result.output_tokens = usage.output_tokens
+    """Sets `result` (present, even when every count is zero) to `usage`."""
+    # Each field set is a lookup by name in upb: fields at their default are left out,
+    # which proto3 encodes the same (streamed turns mostly carry zeros or a name only).
+    if usage.input_tokens:
+        result.input_tokens = usage.input_tokens
+    if usage.output_tokens:
+        result.output_tokens = usage.output_tokens
+    if not (usage.input_tokens or usage.output_tokens):
+        result.SetInParent()
 
 
 def _fill_speaker(result: pb.Speaker, speaker: Speaker) -> None:
-    result.kind = SPEAKER_KINDS_PB[speaker.kind]
+    result.kind = _SPEAKER_KIND_VALUES_PB[speaker.kind._value_]  # never 0: present
     result.name = speaker.name
-    result.role = speaker.role
-    result.icon = speaker.icon
+    if speaker.role:
+        result.role = speaker.role
+    if speaker.icon:
+        result.icon = speaker.icon
 
 
 def turn_to_proto(turn: events.TurnCompleted) -> pb.Turn:
@@ -642,15 +662,19 @@ def session_event_to_proto(envelope: events.SessionEvent) -> pb.SessionEvent:
         sequence=envelope.sequence,
     )
     set_timestamp(result.time, envelope.time)
-    match envelope.event:
+    event = envelope.event
+    if type(event) is events.TurnCompleted:  # all but two events of a run: checked first
+        _fill_turn(result.turn_completed, event)
+        return result
+    match event:
         case events.SessionStarted():
-            result.started.CopyFrom(started_to_proto(envelope.event))
+            result.started.CopyFrom(started_to_proto(event))
         case events.RoutingDecision():
-            result.routing.CopyFrom(routing_to_proto(envelope.event))
-        case events.TurnCompleted():
-            _fill_turn(result.turn_completed, envelope.event)
+            result.routing.CopyFrom(routing_to_proto(event))
+        case events.TurnCompleted():  # a subclass, which the model never makes
+            _fill_turn(result.turn_completed, event)
         case events.TurnFailed():
-            _fill_turn_failed(result.turn_failed, envelope.event)
+            _fill_turn_failed(result.turn_failed, event)
         case events.SessionCompleted(turn_count=turns, failure_count=failures):
             result.completed.turn_count = turns
             result.completed.failure_count = failures
