@@ -17,7 +17,7 @@ from parley.server.agents.protocol import AgentCall, AgentFailure, AgentReply
 from parley.server.agents.redaction import Redactor
 from parley.server.agents.upstream import retry_after_seconds, short_reason, status_failure
 from parley.server.engine.conversation import ChatMessage, ChatRole, chat_messages
-from parley.server.engine.model import Usage
+from parley.server.engine.model import NO_USAGE, Usage
 
 SERVICE = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -80,7 +80,7 @@ class OpenAIAgent:
         usage = completion.usage
         return AgentReply(
             completion.choices[0].message.content or "",
-            Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
+            Usage(usage.prompt_tokens, usage.completion_tokens) if usage else NO_USAGE,
         )
 
     async def aclose(self) -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import field
 from typing import Protocol
 
 from parley.server.engine.conversation import ChatMessage
-from parley.server.engine.model import Message, Persona, Usage, record
+from parley.server.engine.model import NO_USAGE, Message, Persona, Usage, record
 
 
 async def _no_history() -> Sequence[ChatMessage]:
@@ -53,7 +52,7 @@ def fixed_text(text: str) -> Callable[[], str]:
 @record
 class AgentReply:
     content: str
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = NO_USAGE
 
 
 class AgentFailure(Exception):

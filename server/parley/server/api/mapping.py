@@ -656,11 +656,11 @@ def routing_to_proto(routing: events.RoutingDecision) -> pb.RoutingDecision:
 
 
 def session_event_to_proto(envelope: events.SessionEvent) -> pb.SessionEvent:
-    result = pb.SessionEvent(
-        dialogue=dialogue_name(envelope.dialogue_id),
-        turn=envelope.turn,
-        sequence=envelope.sequence,
-    )
+    # Fields set one by one: keywords to a message's constructor go through a dict.
+    result = pb.SessionEvent()
+    result.dialogue = dialogue_name(envelope.dialogue_id)
+    result.turn = envelope.turn
+    result.sequence = envelope.sequence
     set_timestamp(result.time, envelope.time)
     event = envelope.event
     if type(event) is events.TurnCompleted:  # all but two events of a run: checked first

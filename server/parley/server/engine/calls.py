@@ -137,18 +137,20 @@ class Caller:
     ) -> Outcome:
         """Calls one participant; every failure becomes a `_Failed`, never an exception."""
         started = time.monotonic()
+        # Positional, in field order (see `model.record`): once per call.
         call = AgentCall(
-            dialogue_id=self._dialogue.id,
-            turn=self._turn,
-            persona=participant.persona,
-            participant_index=index,
-            options=participant.agent_options,
-            delivered=delivered,
-            # Not cached: the system text is (per dialogue value), and the rest is read
-            # about once a call, by the backends that need it.
-            render_prompt=functools.partial(render_prompt, self._dialogue, participant, delivered),
-            render_system=functools.partial(render_system, self._dialogue, participant),
-            history=functools.partial(self._history, participant, through),
+            self._dialogue.id,  # dialogue_id
+            self._turn,  # turn
+            participant.persona,  # persona
+            index,  # participant_index
+            participant.agent_options,  # options
+            delivered,  # delivered
+            # render_prompt, render_system, history. Not cached: the system text is (per
+            # dialogue value), and the rest is read about once a call, by the backends
+            # that need it.
+            functools.partial(render_prompt, self._dialogue, participant, delivered),
+            functools.partial(render_system, self._dialogue, participant),
+            functools.partial(self._history, participant, through),
         )
         trace = self._trace.call(
             call, self._agents.profile(participant.agent), sequential=sequential

@@ -28,6 +28,12 @@ def record(cls: type[_Record]) -> type[_Record]:
     instructions per run for participants, speakers, dialogues and usages alone). mypy
     (strict, `make lint`) still rejects any assignment to their fields. They compare
     and hash by their fields, as frozen dataclasses do.
+
+    Where a run makes them (once per reply or participant), they are called with
+    positional arguments: calling a class with keywords builds a dict of them, which
+    its `__init__` unpacks again (0.6 against 1.1 us for eleven fields; a few percent
+    of the server's instructions per run). Named constructors (`Message.from_draft`,
+    `MessageDraft.agent_reply`) keep those call sites readable.
     """
     return dataclass(slots=True, unsafe_hash=True)(cls)
 
@@ -112,6 +118,24 @@ class MessageDraft:
     # Set only by imports that keep the original times; otherwise the store's clock.
     create_time: datetime | None = None
 
+    @classmethod
+    def agent_reply(
+        cls, turn: int, speaker: Speaker, content: str, delivered_through: int
+    ) -> MessageDraft:
+        """An agent's reply, as a run stores it."""
+        # Positional, in field order (see `record`).
+        return cls(
+            turn,
+            speaker,
+            content,
+            Origin.AGENT_GENERATED,
+            MessageType.CONVERSATIONAL,
+            "",
+            (),
+            {},
+            delivered_through,
+        )
+
 
 @record
 class Message:
@@ -132,18 +156,19 @@ class Message:
     @classmethod
     def from_draft(cls, draft: MessageDraft, seq: int, create_time: datetime) -> Message:
         """The stored message; its metadata is a copy, not the draft's mapping."""
+        # Positional, in field order (see `record`).
         return cls(
-            seq=seq,
-            turn=draft.turn,
-            speaker=draft.speaker,
-            content=draft.content,
-            origin=draft.origin,
-            create_time=draft.create_time or create_time,
-            type=draft.type,
-            custom_type=draft.custom_type,
-            attachments=draft.attachments,
-            metadata=dict(draft.metadata),
-            delivered_through=draft.delivered_through,
+            seq,
+            draft.turn,
+            draft.speaker,
+            draft.content,
+            draft.origin,
+            draft.create_time or create_time,
+            draft.type,
+            draft.custom_type,
+            draft.attachments,
+            dict(draft.metadata),
+            draft.delivered_through,
         )
 
 
@@ -337,6 +362,11 @@ class Dialogue:
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
+
+
+# The usage of a reply that reports none: one shared value (records are read-only), not
+# a new one per reply.
+NO_USAGE = Usage()
 
 
 class RunEnd(enum.Enum):

@@ -60,7 +60,6 @@ from parley.server.engine.model import (
     Message,
     MessageDraft,
     Moderated,
-    Origin,
     Participant,
     Persona,
     RunEnd,
@@ -495,11 +494,10 @@ class Session:
         """
         replies = [o for o in outcomes if isinstance(o, Replied)]
         drafts = [
-            MessageDraft(
+            MessageDraft.agent_reply(
                 turn=self.turn,
                 speaker=o.participant.persona.speaker(),
                 content=o.reply.content,
-                origin=Origin.AGENT_GENERATED,
                 delivered_through=o.delivered_through,
             )
             for o in replies
@@ -522,14 +520,15 @@ class Session:
         events: dict[int, Event] = {}
         for outcome, message in zip(replies, stored, strict=True):
             outcome.trace.replied(outcome.reply, message)
+            # Positional, in field order (see `model.record`).
             events[outcome.index] = TurnCompleted(
-                speaker=message.speaker,
-                content=message.content,
-                turn=self.turn,
-                message_seq=message.seq,
-                participant_index=outcome.index,
-                latency=timedelta(seconds=now - outcome.started),
-                usage=outcome.reply.usage,
+                message.speaker,  # speaker
+                message.content,  # content
+                self.turn,  # turn
+                message.seq,  # message_seq
+                outcome.index,  # participant_index
+                timedelta(0, now - outcome.started),  # latency: (days, seconds)
+                outcome.reply.usage,  # usage
             )
         for failed in outcomes:
             if isinstance(failed, Failed):

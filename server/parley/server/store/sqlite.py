@@ -503,13 +503,14 @@ class _Database:
         key, version = (dialogue_id, row["create_time"]), row["roster_version"]
         kept = self._rosters.get(key, version)
         if kept is not None and len(kept) == len(cursors):  # else changed by another hand
+            # Positional, in field order (see `model.record`): once per participant a run.
             return [
                 Participant(
-                    persona=p.persona,
-                    agent=p.agent,
-                    agent_options=dict(p.agent_options),
-                    joining_strategy=p.joining_strategy,
-                    cursor=cursors.get(p.name),
+                    p.persona,
+                    p.agent,
+                    dict(p.agent_options),
+                    p.joining_strategy,
+                    cursors.get(p.name),  # cursor
                 )
                 for p in kept
             ]
