@@ -496,9 +496,9 @@ def speaker_from_proto(speaker: pb.Speaker, field: str, out: Violations) -> Spea
 
 
 def speaker_to_proto(speaker: Speaker) -> pb.Speaker:
-    return pb.Speaker(
-        kind=SPEAKER_KINDS_PB[speaker.kind], name=speaker.name, role=speaker.role, icon=speaker.icon
-    )
+    result = pb.Speaker()
+    _fill_speaker(result, speaker)
+    return result
 
 
 def attachment_from_proto(attachment: pb.Attachment, field: str, out: Violations) -> Attachment:
@@ -663,7 +663,7 @@ def session_event_to_proto(envelope: events.SessionEvent) -> pb.SessionEvent:
     result.sequence = envelope.sequence
     set_timestamp(result.time, envelope.time)
     event = envelope.event
-    if type(event) is events.TurnCompleted:  # all but two events of a run: checked first
+    if isinstance(event, events.TurnCompleted):  # all but two events of a run: first
         _fill_turn(result.turn_completed, event)
         return result
     match event:
@@ -671,8 +671,6 @@ def session_event_to_proto(envelope: events.SessionEvent) -> pb.SessionEvent:
             result.started.CopyFrom(started_to_proto(event))
         case events.RoutingDecision():
             result.routing.CopyFrom(routing_to_proto(event))
-        case events.TurnCompleted():  # a subclass, which the model never makes
-            _fill_turn(result.turn_completed, event)
         case events.TurnFailed():
             _fill_turn_failed(result.turn_failed, event)
         case events.SessionCompleted(turn_count=turns, failure_count=failures):
