@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -60,6 +61,7 @@ class ParleyServer:
                 (DIALOGUE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc
             )
         self.port = 0
+        self._follower: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         tls = self.settings.tls
@@ -72,13 +74,29 @@ class ParleyServer:
         await self.grpc.start()
         for service in ("", DIALOGUE_SERVICE):
             await self.health.set(service, SERVING)
+        self._follower = asyncio.create_task(self._follow_store(), name="health follows the store")
         return self.port
 
     async def stop(self, grace: float) -> None:
         """Reports NOT_SERVING, refuses new RPCs, lets running ones finish within `grace`."""
+        follower, self._follower = self._follower, None
+        if follower is not None:  # draining is NOT_SERVING, whatever the store says
+            follower.cancel()
+            await asyncio.wait({follower})
         for service in ("", DIALOGUE_SERVICE):
             await self.health.set(service, NOT_SERVING)
         await self.grpc.stop(grace)
+
+    async def _follow_store(self) -> None:
+        """The dialogue service's health follows the store: NOT_SERVING while its
+        database cannot be reached, where a new call could only fail, and SERVING once it
+        can. The whole server's (`""`) stays SERVING: the process is alive, and a liveness
+        probe must not restart it for a database outage it cannot fix."""
+        reachability = self.engine.store.reachability
+        up = reachability.up
+        while True:
+            await self.health.set(DIALOGUE_SERVICE, SERVING if up else NOT_SERVING)
+            up = await reachability.changed()
 
 
 def _options(settings: Settings) -> list[tuple[str, int]]:

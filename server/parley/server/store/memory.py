@@ -30,6 +30,7 @@ from parley.server.engine.model import (
 from parley.server.store import _errors
 from parley.server.store.feed import CancelMode, LocalFeed, LogGrew
 from parley.server.store.protocol import RunLease, RunStart
+from parley.server.store.reachability import Reachability
 
 # The model's mappings are plain dicts: the store copies every value on the way in and
 # on the way out, so neither the caller's later edits nor edits to what it returned can
@@ -123,10 +124,15 @@ class MemoryStore:
         # new dialogue that reuses the id.
         self._last_token = 0
         self._feed = LocalFeed()
+        self._reachability = Reachability("the memory store")
 
     @property
     def feed(self) -> LocalFeed:
         return self._feed
+
+    @property
+    def reachability(self) -> Reachability:
+        return self._reachability  # in the process: never down
 
     async def open(self) -> None:
         """Nothing to connect to; a fresh MemoryStore holds no leases."""

@@ -59,6 +59,7 @@ from parley.server.store.feed import (
     RunEvent,
 )
 from parley.server.store.protocol import RunLease, RunStart
+from parley.server.store.reachability import Reachability
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -436,6 +437,9 @@ class PostgresFeed(LocalFeed):
         self._listener: ListenConnection | None = None
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        # The listening connection doubles as the store's watchdog: it is always open,
+        # pinged while quiet, and told at once when the server ends it.
+        self.reachability = Reachability("PostgreSQL")
 
     async def start(self, pool: Pool, channel: str) -> None:
         """Listens on `channel`; raises if it cannot, since a replica that hears nothing
@@ -499,12 +503,16 @@ class PostgresFeed(LocalFeed):
                     await self._listen()
                     break
                 except Exception as error:  # whatever it is, the next try may succeed
+                    # Down only once a new connection fails too: a server that ended
+                    # just this connection (a restarted pooler, an idle timeout) is up.
+                    self.reachability.set(False)
                     logger.warning(
                         "could not reconnect the feed (%s); next try in %.1fs", error, delay
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RECONNECT_MAX_S)
             delay = RECONNECT_MIN_S
+            self.reachability.set(True)
             logger.info("feed connection to PostgreSQL restored")
             await self._catch_up()
 
@@ -572,6 +580,10 @@ class PostgresStore:
     @property
     def feed(self) -> PostgresFeed:
         return self._feed
+
+    @property
+    def reachability(self) -> Reachability:
+        return self._feed.reachability
 
     def _lease_clock(self) -> float | None:
         return None if self._clock is None else self._clock()

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from parley.server.engine.model import Dialogue, Message, MessageDraft, Participant
 from parley.server.store.feed import CancelMode, FeedItem, Subscription
+from parley.server.store.reachability import Reachability
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,12 @@ class Store(Protocol):
     @property
     def feed(self) -> Feed:
         """Every append publishes `LogGrew` on it after it commits."""
+        ...
+
+    @property
+    def reachability(self) -> Reachability:
+        """Whether the database answers, as the store last saw it (always, for a store
+        inside the process). The server's health follows it."""
         ...
 
     async def open(self) -> None:

@@ -47,6 +47,7 @@ from parley.server.engine.model import (
 from parley.server.store import _errors, records
 from parley.server.store.feed import CancelMode, LocalFeed, LogGrew
 from parley.server.store.protocol import RunLease, RunStart
+from parley.server.store.reachability import Reachability
 
 logger = logging.getLogger(__name__)
 
@@ -960,6 +961,7 @@ class SQLiteStore:
         self._checkpoint_queued = False
         # One process serves a SQLite file, so an in-process feed reaches every watcher.
         self._feed = LocalFeed()
+        self._reachability = Reachability("the SQLite store")
 
     async def _run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Runs `fn` on the loop, once the worker is not using the connection."""
@@ -1109,6 +1111,10 @@ class SQLiteStore:
     @property
     def feed(self) -> LocalFeed:
         return self._feed
+
+    @property
+    def reachability(self) -> Reachability:
+        return self._reachability  # in the process: never down
 
     async def renew_run(self, lease: RunLease, *, ttl: float) -> CancelMode | None:
         return await self._run(self._database().renew_run, lease, ttl)
