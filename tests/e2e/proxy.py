@@ -14,6 +14,7 @@ Each runs its own event loop on a daemon thread: the tests around them are synch
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import threading
@@ -34,7 +35,7 @@ class _Connection:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-class _OwnLoop:
+class _OwnLoop(abc.ABC):
     """A proxy's event loop on a thread of its own, started by `with`, and its upstream."""
 
     def __init__(self, upstream: str) -> None:
@@ -63,11 +64,13 @@ class _OwnLoop:
         """Runs `work` on the proxy's loop and waits for it."""
         asyncio.run_coroutine_threadsafe(work, self._loop).result(TIMEOUT_S)
 
+    @abc.abstractmethod
     async def _start(self) -> None:
-        raise NotImplementedError
+        """Starts listening (on the proxy's loop)."""
 
+    @abc.abstractmethod
     async def _stop(self) -> None:
-        raise NotImplementedError
+        """Stops listening and drops every connection (on the proxy's loop)."""
 
 
 P = TypeVar("P", bound=_OwnLoop)
