@@ -10,7 +10,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import asyncpg
 import pytest
@@ -19,11 +19,23 @@ BASE_URL = os.environ.get("PARLEY_TEST_POSTGRES_URL", "postgresql://postgres@127
 CONNECT_TIMEOUT_S = 10.0
 
 
-def schema_url(schema: str) -> str:
+def schema_url(schema: str, *, via: str | None = None) -> str:
     """The base URL with `schema` first on the search path, the way a deployment names
-    its schema."""
-    separator = "&" if "?" in BASE_URL else "?"
-    return f"{BASE_URL}{separator}options={quote(f'-csearch_path={schema}', safe='')}"
+    its schema; `via` (HOST:PORT) in place of the server's address, as for a proxy in
+    between (user and password kept)."""
+    base = BASE_URL
+    if via is not None:
+        parts = urlsplit(base)
+        userinfo = parts.netloc.rpartition("@")[0]
+        base = parts._replace(netloc=f"{userinfo}@{via}" if userinfo else via).geturl()
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}options={quote(f'-csearch_path={schema}', safe='')}"
+
+
+def server_address() -> str:
+    """HOST:PORT of the PostgreSQL server the base URL names."""
+    parts = urlsplit(BASE_URL)
+    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 5432}"
 
 
 async def connect() -> asyncpg.Connection[asyncpg.Record]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import grpc
 import pytest
@@ -23,7 +22,7 @@ from parley.v1 import dialogue_pb2_grpc as pb_grpc
 from tests.api.support import failure_of
 from tests.e2e.harness import ServerLauncher
 from tests.e2e.proxy import OutageProxy
-from tests.postgres import BASE_URL, drop_schema, new_schema, schema_url
+from tests.postgres import drop_schema, new_schema, schema_url, server_address
 
 pytestmark = pytest.mark.e2e
 
@@ -40,13 +39,9 @@ WATCH_TIMEOUT_S = 90.0
 def proxied_url(launcher: ServerLauncher) -> Iterator[tuple[str, OutageProxy]]:
     """A fresh schema's URL through an outage proxy, and the proxy."""
     schema = asyncio.run(new_schema("parley_health"))
-    base = urlsplit(BASE_URL)
-    upstream = f"{base.hostname or '127.0.0.1'}:{base.port or 5432}"
     try:
-        with OutageProxy(upstream) as proxy:
-            user = f"{base.username}@" if base.username else ""
-            proxied = base._replace(netloc=f"{user}{proxy.address}").geturl()
-            yield schema_url(schema).replace(BASE_URL, proxied, 1), proxy
+        with OutageProxy(server_address()) as proxy:
+            yield schema_url(schema, via=proxy.address), proxy
             launcher.stop_all()  # before the proxy goes: the server closes its pool
     finally:
         asyncio.run(drop_schema(schema))
